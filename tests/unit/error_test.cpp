@@ -1,0 +1,46 @@
+#include "catch.hpp"
+
+#include <tether/error.hpp>
+#include <tether/format.hpp>
+
+#include <string>
+
+using namespace std::chrono_literals;
+
+TEST_CASE("tether errors carry their category, a range message and a portable condition") {
+  const std::error_code idle = tether::error::keepalive_idle_out_of_range;
+  CHECK(std::string{idle.category().name()} == "tether");
+  CHECK(idle == std::errc::invalid_argument);
+  CHECK(idle != std::errc::not_supported);
+  CHECK(idle.message() == "keepalive idle must be within 1s..32767s on Linux");
+
+  const std::error_code unsupported = tether::error::tcp_info_not_supported;
+  CHECK(unsupported == std::errc::not_supported);
+  CHECK(unsupported.message().find("not supported") != std::string::npos);
+}
+
+TEST_CASE("every error code has its own message") {
+  for (int value = static_cast<int>(tether::error::keepalive_idle_out_of_range);
+       value <= static_cast<int>(tether::error::tcp_info_truncated); ++value) {
+    const auto message = tether::error_category().message(value);
+    INFO(value);
+    CHECK(message != tether::error_category().message(value == 1 ? 2 : 1));
+    CHECK(message != "unknown tether error");
+  }
+  CHECK(tether::error_category().message(0) == "unknown tether error");
+}
+
+TEST_CASE("option values print in one readable form") {
+  namespace sockopt = tether::sockopt;
+  CHECK(fmt::format("{}", sockopt::keepalive{.idle = 2h, .interval = 75s, .count = 9}) ==
+        "keepalive{idle=7200s interval=75s count=9}");
+  CHECK(fmt::format("{}", sockopt::keepalive{.idle = 1500ms, .interval = 500ms, .count = 1}) ==
+        "keepalive{idle=1500ms interval=500ms count=1}");
+  CHECK(fmt::format("{}", sockopt::user_timeout{}) == "user_timeout{system default}");
+  CHECK(fmt::format("{}", sockopt::linger::graceful()) == "linger{graceful}");
+  CHECK(fmt::format("{}", sockopt::linger::abortive()) == "linger{abortive}");
+  CHECK(fmt::format("{}", sockopt::no_delay{false}) == "no_delay{off}");
+  CHECK(fmt::format("{}", sockopt::receive_buffer_size{4096}) == "receive_buffer_size{4096 bytes}");
+  CHECK(fmt::format("{}", sockopt::tcp_state::time_wait) == "time_wait");
+  CHECK(fmt::format("{}", sockopt::tcp_info{.rtt = 35us}).find("rtt=35us") != std::string::npos);
+}
