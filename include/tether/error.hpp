@@ -23,6 +23,9 @@ enum class error {
   reuse_port_not_supported,
   tcp_info_not_supported,
   tcp_info_truncated,
+  connection_not_open,
+  frame_not_encodable,
+  write_queue_full,
 };
 
 namespace detail {
@@ -56,6 +59,12 @@ public:
       return std::string{"a TCP_INFO snapshot is not supported on "} + p::name;
     case error::tcp_info_truncated:
       return "the kernel returned a TCP_INFO shorter than the fields tether reads";
+    case error::connection_not_open:
+      return "the connection is not open (closing or closed)";
+    case error::frame_not_encodable:
+      return "the codec cannot carry this payload (too large, or a newline in a line_codec payload)";
+    case error::write_queue_full:
+      return "the connection's write queue is above its high-water mark";
     }
     return "unknown tether error";
   }
@@ -68,6 +77,10 @@ public:
     case error::tcp_info_not_supported:
     case error::tcp_info_truncated:
       return std::errc::not_supported;
+    case error::connection_not_open:
+      return std::errc::not_connected;
+    case error::write_queue_full:
+      return std::errc::no_buffer_space;
     default:
       return std::errc::invalid_argument;
     }

@@ -1,0 +1,65 @@
+// Why a connection closed. Every close carries exactly one reason; the names are stable snake_case strings
+// (they appear in logs and in the examples' JSON), and a reason converts to a std::error_code.
+#pragma once
+
+#include <tether/detail/config.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace tether {
+
+enum class close_reason : std::uint8_t {
+  peer_closed,        // the peer sent FIN
+  peer_reset,         // the peer (or a middlebox that forgot the flow) sent RST
+  keepalive_timeout,  // kernel keepalive probes went unanswered
+  user_timeout,       // sent data stayed unacknowledged past the user timeout
+  heartbeat_timeout,  // no pong and no data within the heartbeat timeout
+  idle_timeout,       // the idle reaper closed a connection without activity
+  protocol_error,     // malformed or oversized frame
+  ping_flood,         // the peer pinged faster than allowed, too often
+  backpressure,       // the write queue passed its high-water mark
+  limit_exceeded,     // over a listener's connection limit
+  local_close,        // this side asked to close
+  shutdown,           // the listener or connector is stopping
+  io_error,           // any other socket error (see the connection's close_error())
+};
+
+inline constexpr std::size_t close_reason_count = 13;
+
+constexpr std::string_view name(close_reason reason) noexcept {
+  constexpr std::array<std::string_view, close_reason_count> names{
+      "peer_closed",  "peer_reset",     "keepalive_timeout", "user_timeout", "heartbeat_timeout",
+      "idle_timeout", "protocol_error", "ping_flood",        "backpressure", "limit_exceeded",
+      "local_close",  "shutdown",       "io_error"};
+  const auto index = static_cast<std::size_t>(reason);
+  return index < names.size() ? names[index] : std::string_view{"unknown"};
+}
+
+namespace detail {
+class close_reason_category_impl final : public std::error_category {
+public:
+  const char* name() const noexcept override { return "tether.close_reason"; }
+  std::string message(int value) const override {
+    return std::string{tether::name(static_cast<close_reason>(value))};
+  }
+};
+} // namespace detail
+
+inline const std::error_category& close_reason_category() noexcept {
+  static const detail::close_reason_category_impl category;
+  return category;
+}
+
+inline std::error_code make_error_code(close_reason reason) noexcept {
+  return {static_cast<int>(reason), close_reason_category()};
+}
+
+} // namespace tether
+
+template <>
+struct std::is_error_code_enum<tether::close_reason> : std::true_type {};

@@ -1,0 +1,40 @@
+// What every codec speaks: the kinds of frame a connection exchanges and the result of one decode step.
+#pragma once
+
+#include <tether/detail/config.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace tether {
+
+// data carries the application's bytes; ping, pong and goaway are control frames that the liveness
+// strategies send and answer in band, so the application never sees them.
+enum class frame_kind : std::uint8_t { data, ping, pong, goaway };
+
+enum class decode_status : std::uint8_t {
+  frame,     // one whole frame was at the front of the input
+  need_more, // the input holds only the start of a frame; read more and decode again
+  malformed, // the input breaks the wire format or a limit; the connection cannot recover
+};
+
+// The outcome of decoding the front of a buffer. The payload views the caller's buffer, so it is valid
+// until the caller changes that buffer (typically by erasing the consumed bytes).
+struct decoded {
+  decode_status status = decode_status::need_more;
+  frame_kind kind = frame_kind::data; // valid when status == frame
+  std::string_view payload;           // valid when status == frame
+  std::size_t consumed = 0;           // bytes of input the frame used, terminator included
+  std::string_view problem;           // static text saying why the input is malformed
+
+  static constexpr decoded frame(frame_kind kind, std::string_view payload, std::size_t consumed) noexcept {
+    return {decode_status::frame, kind, payload, consumed, {}};
+  }
+  static constexpr decoded need_more() noexcept { return {}; }
+  static constexpr decoded malformed(std::string_view problem) noexcept {
+    return {decode_status::malformed, frame_kind::data, {}, 0, problem};
+  }
+};
+
+} // namespace tether
