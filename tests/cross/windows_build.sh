@@ -10,10 +10,12 @@ if ! command -v "$compiler" >/dev/null; then
   exit 77
 fi
 mkdir -p "$out_dir/deps"
-# Only fmt's headers are wanted from the host include tree, not glibc's.
+# Only Asio's and fmt's headers are wanted from the host include tree, not glibc's.
 ln -sfn /usr/include/fmt "$out_dir/deps/fmt"
-"$compiler" -std=c++20 -Wall -Wextra -Wpedantic -Werror -DFMT_HEADER_ONLY -I"$project_include" -I"$out_dir/deps" \
-  "$source_dir/windows_options.cpp" -o "$out_dir/windows_options.exe" -static -lws2_32
+ln -sfn /usr/include/asio "$out_dir/deps/asio"
+ln -sfn /usr/include/asio.hpp "$out_dir/deps/asio.hpp"
+"$compiler" -std=c++20 -Wall -Wextra -Wpedantic -Werror -DFMT_HEADER_ONLY -D_WIN32_WINNT=0x0A00 -I"$project_include" -I"$out_dir/deps" \
+  "$source_dir/windows_options.cpp" -o "$out_dir/windows_options.exe" -static -lws2_32 -lmswsock
 echo "cross-compiled $out_dir/windows_options.exe"
 if command -v wine >/dev/null; then
   WINEDEBUG=-all wine "$out_dir/windows_options.exe"
