@@ -385,6 +385,9 @@ private:
         const auto rtt = settings_->liveness.template get<heartbeat>().on_pong(
             std::get<heartbeat::state>(liveness_state_), frame.payload, liveness_clock::now());
         if (rtt.count() > 0) {
+          // Once per interval, not per byte: an answered ping moves the next one to interval after this pong
+          // instead of waiting for the unanswered-ping deadline.
+          schedule_liveness_check();
           if (settings_->stats)
             settings_->stats->record_heartbeat_rtt(rtt);
           if (settings_->on_heartbeat)

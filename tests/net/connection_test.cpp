@@ -1,0 +1,409 @@
+#include "catch.hpp"
+
+#include "loopback.hpp"
+#include "peers.hpp"
+
+#include <tether/codec/line_codec.hpp>
+#include <tether/connection.hpp>
+#include <tether/liveness/heartbeat.hpp>
+#include <tether/liveness/idle_reaper.hpp>
+#include <tether/liveness/liveness.hpp>
+#include <tether/liveness/tcp_keepalive.hpp>
+
+#include <csignal>
+#include <map>
+#include <random>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using tether::close_reason;
+using tether::test::raw_peer;
+using tether::test::run_for;
+using tether::test::run_until;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto tick = 10ms;
+
+// One accepting side whose connections echo every data frame and record how they closed.
+template <class Liveness = tether::liveness<>, class Codec = tether::line_codec>
+struct echo_server {
+  using connection_type = tether::connection<Codec, Liveness>;
+  struct close_record {
+    const connection_type* connection;
+    close_reason reason;
+    std::string detail;
+    clock_type::time_point at;
+  };
+
+  explicit echo_server(asio::io_context& context, Liveness liveness = {}, tether::connection_options options = {},
+                       Codec codec = {})
+      : io(context), wheel(context, {.tick = tick}), acceptor(context, {tether::test::loopback, 0}) {
+    settings.codec = codec;
+    settings.liveness = liveness;
+    settings.options = options;
+    settings.stats = &stats;
+    settings.on_message = [this](connection_type& connection, std::string_view payload) {
+      REQUIRE_FALSE(closed(connection));
+      messages.emplace_back(payload);
+      connection.send(payload);
+    };
+    settings.on_close = [this](connection_type& connection, close_reason reason) {
+      closes.push_back({&connection, reason, std::string{connection.close_detail()}, clock_type::now()});
+    };
+  }
+
+  std::shared_ptr<connection_type> accept() {
+    auto connection = connection_type::create(acceptor.accept(io), settings, wheel);
+    connections.push_back(connection);
+    connection->start();
+    return connection;
+  }
+
+  std::shared_ptr<connection_type> accept_from(raw_peer& peer) {
+    peer.connect(acceptor.local_endpoint());
+    peer.start_reading();
+    return accept();
+  }
+
+  const close_record* closed(const connection_type& connection) const {
+    for (const auto& record : closes)
+      if (record.connection == &connection)
+        return &record;
+    return nullptr;
+  }
+
+  asio::io_context& io;
+  tether::timer_wheel wheel;
+  asio::ip::tcp::acceptor acceptor;
+  tether::stats stats;
+  tether::connection_settings<Codec, Liveness> settings;
+  std::vector<std::shared_ptr<connection_type>> connections;
+  std::vector<std::string> messages;
+  std::vector<close_record> closes;
+};
+
+std::chrono::milliseconds since(clock_type::time_point start, clock_type::time_point end) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(end - start);
+}
+
+} // namespace
+
+TEST_CASE("data frames are echoed and control frames never reach user code") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer client{io};
+  server.accept_from(client);
+
+  client.write("hello\n\x10ping 42\n\x10\x10starts with DLE\nworld\r\n");
+  const std::string expected = "hello\n\x10pong 42\n\x10\x10starts with DLE\nworld\n";
+  REQUIRE(run_until(io, [&] { return client.received.size() >= expected.size(); }));
+  CHECK(client.received == expected);
+  CHECK(server.messages == std::vector<std::string>{"hello", "\x10starts with DLE", "world"});
+}
+
+TEST_CASE("a peer that closes or resets is reported as peer_closed or peer_reset exactly once") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer closing{io};
+  raw_peer resetting{io};
+  auto first = server.accept_from(closing);
+  auto second = server.accept_from(resetting);
+
+  closing.socket.shutdown(asio::socket_base::shutdown_send);
+  tether::set_option(resetting.socket, tether::sockopt::linger::abortive());
+  resetting.socket.close();
+  REQUIRE(run_until(io, [&] { return server.closes.size() == 2; }));
+  run_for(io, 50ms);
+  REQUIRE(server.closes.size() == 2);
+  CHECK(server.closed(*first)->reason == close_reason::peer_closed);
+  CHECK(server.closed(*second)->reason == close_reason::peer_reset);
+  CHECK(server.stats.closed(close_reason::peer_closed) == 1);
+  CHECK(server.stats.closed(close_reason::peer_reset) == 1);
+  CHECK(server.stats.live() == 0);
+}
+
+TEST_CASE("heartbeat closes a connection whose peer reads but never answers within interval plus timeout") {
+  asio::io_context io;
+  const tether::heartbeat policy{.interval = 200ms, .timeout = 200ms};
+  echo_server server{io, tether::liveness{policy}};
+  raw_peer silent{io};
+  const auto start = clock_type::now();
+  auto connection = server.accept_from(silent);
+
+  REQUIRE(run_until(io, [&] { return server.closed(*connection) != nullptr; }));
+  const auto detected = since(start, server.closed(*connection)->at);
+  INFO("detected after " << detected.count() << " ms");
+  CHECK(server.closed(*connection)->reason == close_reason::heartbeat_timeout);
+  CHECK(detected >= policy.interval + policy.timeout);
+  CHECK(detected <= policy.interval + policy.timeout + tick + 100ms);
+  CHECK(silent.count("\x10ping 1\n") == 1);
+}
+
+TEST_CASE("answered heartbeats keep an idle connection open and measure the round trip") {
+  asio::io_context io;
+  echo_server server{io, tether::liveness{tether::heartbeat{.interval = 100ms, .timeout = 100ms}}};
+  std::vector<std::chrono::microseconds> rtts;
+  server.settings.on_heartbeat = [&](auto&, std::chrono::microseconds rtt) { rtts.push_back(rtt); };
+  raw_peer answering{io};
+  answering.answer_pings = true;
+  auto connection = server.accept_from(answering);
+
+  run_for(io, 800ms);
+  CHECK(connection->is_open());
+  CHECK(rtts.size() >= 4);
+  CHECK(server.stats.heartbeats() == rtts.size());
+  CHECK(connection->heartbeat_round_trip().min.count() > 0);
+  CHECK(connection->heartbeat_round_trip().min <= connection->heartbeat_round_trip().last);
+}
+
+TEST_CASE("a peer process stopped with SIGSTOP is caught by heartbeat but not by kernel keepalive") {
+  asio::io_context io;
+  const tether::heartbeat heartbeat_policy{.interval = 200ms, .timeout = 300ms};
+  echo_server with_heartbeat{io, tether::liveness{heartbeat_policy}};
+  const tether::tcp_keepalive keepalive_policy{.idle = 1s, .interval = 1s, .count = 1};
+  echo_server with_keepalive{io, tether::liveness{keepalive_policy}};
+
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // The peer: a tether client that answers pings by itself, in its own process so it can be stopped.
+    asio::io_context peer_io;
+    tether::timer_wheel wheel{peer_io};
+    tether::connection_settings<tether::line_codec> settings;
+    using peer_connection = tether::connection<tether::line_codec>;
+    std::vector<std::shared_ptr<peer_connection>> peers;
+    for (auto port : {with_heartbeat.acceptor.local_endpoint().port(), with_keepalive.acceptor.local_endpoint().port()}) {
+      peer_connection::socket_type socket{peer_io};
+      socket.connect({tether::test::loopback, port});
+      peers.push_back(peer_connection::create(std::move(socket), settings, wheel));
+      peers.back()->start();
+    }
+    peer_io.run_for(20s);
+    ::_exit(0);
+  }
+
+  auto watched_by_heartbeat = with_heartbeat.accept();
+  auto watched_by_keepalive = with_keepalive.accept();
+  REQUIRE(run_until(io, [&] { return with_heartbeat.stats.heartbeats() >= 1; }));
+
+  ::kill(child, SIGSTOP);
+  const auto stopped = clock_type::now();
+  REQUIRE(run_until(io, [&] { return with_heartbeat.closed(*watched_by_heartbeat) != nullptr; }));
+  const auto detected = since(stopped, with_heartbeat.closed(*watched_by_heartbeat)->at);
+  INFO("heartbeat detected the stopped peer after " << detected.count() << " ms");
+  CHECK(with_heartbeat.closed(*watched_by_heartbeat)->reason == close_reason::heartbeat_timeout);
+  CHECK(detected <= heartbeat_policy.interval + heartbeat_policy.timeout + tick + 100ms);
+
+  // The stopped process's kernel still acknowledges keepalive probes, so keepalive sees a healthy peer even
+  // well past its own detection bound (idle + interval * count).
+  run_for(io, keepalive_policy.detection_bound() + 1500ms);
+  CHECK(watched_by_keepalive->is_open());
+
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  REQUIRE(run_until(io, [&] { return with_keepalive.closed(*watched_by_keepalive) != nullptr; }));
+}
+
+TEST_CASE("busy connections are never pinged or reaped while idle ones are reaped within read_idle plus a tick") {
+  asio::io_context io;
+  const tether::idle_reaper reaper{.read_idle = 300ms};
+  echo_server server{io, tether::liveness{tether::heartbeat{.interval = 200ms, .timeout = 1s}, reaper}};
+  raw_peer busy{io};
+  raw_peer idle{io};
+  idle.answer_pings = true;
+  const auto start = clock_type::now();
+  auto busy_connection = server.accept_from(busy);
+  auto idle_connection = server.accept_from(idle);
+
+  asio::steady_timer pacer{io};
+  std::function<void()> send_next = [&] {
+    busy.write("tick\n");
+    pacer.expires_after(50ms);
+    pacer.async_wait([&](const std::error_code& ec) {
+      if (!ec && busy_connection->is_open())
+        send_next();
+    });
+  };
+  send_next();
+
+  run_for(io, 1200ms);
+  pacer.cancel();
+  CHECK(busy_connection->is_open());
+  CHECK(busy.count("\x10ping") == 0);
+  CHECK(busy.count("tick\n") >= 15);
+
+  REQUIRE(server.closed(*idle_connection) != nullptr);
+  CHECK(server.closed(*idle_connection)->reason == close_reason::idle_timeout);
+  CHECK(server.closed(*idle_connection)->detail == "read idle");
+  const auto reaped = since(start, server.closed(*idle_connection)->at);
+  CHECK(reaped >= reaper.read_idle);
+  CHECK(reaped <= reaper.read_idle + tick + 100ms);
+  // Heartbeats are not application activity: the pinged-and-answering idle peer was reaped all the same.
+  CHECK(idle.count("\x10ping") >= 1);
+}
+
+TEST_CASE("a ping flood closes only the flooder") {
+  asio::io_context io;
+  echo_server server{io, tether::liveness{tether::heartbeat{.interval = 10s, .timeout = 5s,
+                                                           .min_peer_ping_interval = 500ms, .max_ping_strikes = 3}}};
+  raw_peer flooder{io};
+  raw_peer polite{io};
+  auto flooding = server.accept_from(flooder);
+  auto serving = server.accept_from(polite);
+
+  for (int i = 0; i < 10; ++i)
+    flooder.write("\x10ping " + std::to_string(i) + "\n");
+  REQUIRE(run_until(io, [&] { return server.closed(*flooding) != nullptr; }));
+  CHECK(server.closed(*flooding)->reason == close_reason::ping_flood);
+
+  polite.write("still here\n");
+  REQUIRE(run_until(io, [&] { return polite.received == "still here\n"; }));
+  CHECK(serving->is_open());
+  CHECK(server.messages == std::vector<std::string>{"still here"});
+}
+
+TEST_CASE("malformed and oversized frames close with protocol_error while others keep echoing") {
+  asio::io_context io;
+  echo_server server{io, tether::liveness<>{}, {}, tether::line_codec{.max_line_length = 64}};
+  raw_peer oversized{io};
+  raw_peer garbage{io};
+  raw_peer good{io};
+  auto too_long = server.accept_from(oversized);
+  auto unknown_control = server.accept_from(garbage);
+  auto serving = server.accept_from(good);
+
+  oversized.write(std::string(100, 'a'));  // no newline: refused before the line ends
+  garbage.write("\x10reboot\n");
+  good.write("fine\n");
+  REQUIRE(run_until(io, [&] { return server.closes.size() == 2 && good.received == "fine\n"; }));
+  CHECK(server.closed(*too_long)->reason == close_reason::protocol_error);
+  CHECK(server.closed(*unknown_control)->reason == close_reason::protocol_error);
+  CHECK_FALSE(server.closed(*too_long)->detail.empty());
+  CHECK(serving->is_open());
+  CHECK(server.messages == std::vector<std::string>{"fine"});
+}
+
+TEST_CASE("a graceful close delivers every byte queued before it") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer client{io};
+  auto connection = server.accept_from(client);
+
+  std::mt19937 random{42};
+  std::uniform_int_distribution<int> printable{' ', '~'};
+  std::string expected;
+  for (int line = 0; line < 2000; ++line) {
+    std::string payload(500, ' ');
+    for (auto& c : payload)
+      c = static_cast<char>(printable(random));
+    REQUIRE_FALSE(connection->send(payload));
+    expected += payload + "\n";
+  }
+  connection->close();
+  CHECK_FALSE(connection->is_open());
+  CHECK(connection->send("too late") == tether::error::connection_not_open);
+
+  REQUIRE(run_until(io, [&] { return client.closed; }));
+  CHECK(client.error == asio::error::eof);
+  CHECK(client.received.size() == expected.size());
+  CHECK(client.received == expected);
+  // The peer's FIN completes the close.
+  client.socket.shutdown(asio::socket_base::shutdown_send);
+  REQUIRE(run_until(io, [&] { return server.closed(*connection) != nullptr; }));
+  CHECK(server.closed(*connection)->reason == close_reason::local_close);
+}
+
+TEST_CASE("close reasons are delivered exactly once when both sides close at the same moment") {
+  asio::io_context io;
+  tether::timer_wheel wheel{io, {.tick = tick}};
+  asio::ip::tcp::acceptor acceptor{io, {tether::test::loopback, 0}};
+  using connection_type = tether::connection<tether::line_codec>;
+  std::map<const connection_type*, std::vector<close_reason>> reasons;
+  int messages_after_close = 0;
+  tether::connection_settings<tether::line_codec> settings;
+  settings.on_close = [&](connection_type& c, close_reason why) { reasons[&c].push_back(why); };
+  settings.on_message = [&](connection_type& c, std::string_view) { messages_after_close += reasons.count(&c) ? 1 : 0; };
+
+  for (const bool abort_one : {false, true}) {
+    reasons.clear();
+    connection_type::socket_type client_socket{io};
+    client_socket.connect(acceptor.local_endpoint());
+    auto server_side = connection_type::create(acceptor.accept(io), settings, wheel);
+    auto client_side = connection_type::create(std::move(client_socket), settings, wheel);
+    server_side->start();
+    client_side->start();
+    client_side->send("in flight");
+    server_side->send("in flight too");
+    asio::post(io, [&] {
+      if (abort_one)
+        client_side->abort();
+      else
+        client_side->close();
+      server_side->close();
+    });
+    REQUIRE(run_until(io, [&] { return reasons.size() == 2; }));
+    run_for(io, 100ms);
+    CHECK(reasons[server_side.get()].size() == 1);
+    CHECK(reasons[client_side.get()].size() == 1);
+    CHECK(reasons[client_side.get()].front() == close_reason::local_close);
+    CHECK(reasons[server_side.get()].front() == close_reason::local_close);
+    server_side->close();
+    client_side->abort();
+    CHECK(reasons[client_side.get()].size() == 1);
+  }
+  CHECK(messages_after_close == 0);
+}
+
+TEST_CASE("a peer that never reads trips the write queue bound") {
+  asio::io_context io;
+  const std::string block(64 * 1024, 'x');
+
+  SECTION("closing with backpressure keeps memory bounded") {
+    echo_server server{io, tether::liveness<>{}, {.write_high_water = 1024 * 1024}};
+    raw_peer stalled{io};
+    stalled.connect(server.acceptor.local_endpoint());  // connected but never reading
+    auto connection = server.accept();
+    std::size_t max_queued = 0;
+    std::error_code ec;
+    for (int i = 0; i < 10'000 && !ec; ++i) {
+      ec = connection->send(block);
+      max_queued = std::max(max_queued, connection->queued_bytes());
+      io.poll();
+    }
+    CHECK(ec == tether::error::write_queue_full);
+    CHECK(max_queued <= 1024 * 1024);
+    REQUIRE(server.closed(*connection) != nullptr);
+    CHECK(server.closed(*connection)->reason == close_reason::backpressure);
+  }
+  SECTION("refusing keeps the connection open and lets the caller decide") {
+    echo_server server{io, tether::liveness<>{},
+                       {.write_high_water = 1024 * 1024, .on_overflow = tether::connection_options::overflow::refuse}};
+    raw_peer stalled{io};
+    stalled.connect(server.acceptor.local_endpoint());
+    auto connection = server.accept();
+    std::error_code ec;
+    for (int i = 0; i < 10'000 && !ec; ++i) {
+      ec = connection->send(block);
+      io.poll();
+    }
+    CHECK(ec == tether::error::write_queue_full);
+    CHECK(ec == std::errc::no_buffer_space);
+    CHECK(connection->is_open());
+    CHECK(connection->queued_bytes() <= 1024 * 1024);
+  }
+}
+
+TEST_CASE("a payload the codec cannot carry is refused without closing") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer client{io};
+  auto connection = server.accept_from(client);
+  CHECK(connection->send("two\nlines") == tether::error::frame_not_encodable);
+  CHECK(connection->is_open());
+  CHECK_FALSE(connection->send("one line"));
+  REQUIRE(run_until(io, [&] { return client.received == "one line\n"; }));
+}
