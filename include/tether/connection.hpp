@@ -22,6 +22,7 @@
 #pragma once
 
 #include <tether/close_reason.hpp>
+#include <tether/detail/send_completion.hpp>
 #include <tether/codec/codec.hpp>
 #include <tether/codec/frame.hpp>
 #include <tether/error.hpp>
@@ -31,6 +32,7 @@
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
 
+#include <asio/async_result.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
@@ -47,6 +49,7 @@
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace tether {
 
@@ -182,6 +185,26 @@ public:
     return {};
   }
 
+  // Queues one data frame like send() and completes, with Asio's completion-token convention, once the
+  // frame has been handed to the kernel: a callback taking std::error_code, asio::use_future,
+  // asio::use_awaitable... It completes with send()'s errors at once, or with the close reason (as an
+  // error_code of close_reason_category) if the connection closes before the frame is written.
+  template <class CompletionToken>
+  auto async_send(std::string_view payload, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        [this](auto handler, std::string_view frame) {
+          if (auto ec = send(frame)) {
+            detail::send_completion::post(std::move(handler), socket_.get_executor(), ec);
+            return;
+          }
+          auto& b = *buffers_;
+          // The frame went out with the write just started, or waits in pending for the next one.
+          const std::uint64_t written_by = b.pending.empty() ? b.writes_started : b.writes_started + 1;
+          b.completions.push_back({written_by, detail::send_completion{std::move(handler), socket_.get_executor()}});
+        },
+        token, payload);
+  }
+
   // Graceful close: flush what is queued, send FIN, wait for the peer's FIN (up to
   // options.graceful_close_timeout), then close. on_close reports local_close.
   void close() { begin_graceful_close(close_reason::local_close, "closed by this side"); }
@@ -241,6 +264,12 @@ private:
     std::string pending;  // encoded frames waiting for the write in flight
     std::string writing;  // the frames of the write in flight
     bool write_in_flight = false;
+    std::uint64_t writes_started = 0;
+    struct completion {
+      std::uint64_t written_by;  // the write whose success completes it
+      detail::send_completion handler;
+    };
+    std::vector<completion> completions;  // async_send callers, in write order
   };
 
   io_buffers& buffers() {
@@ -250,7 +279,8 @@ private:
   }
 
   void release_buffers_if_idle() noexcept {
-    if (buffers_ && buffers_->inbox.empty() && buffers_->pending.empty() && !buffers_->write_in_flight)
+    if (buffers_ && buffers_->inbox.empty() && buffers_->pending.empty() && !buffers_->write_in_flight &&
+        buffers_->completions.empty())
       buffers_.reset();
   }
 
@@ -279,6 +309,7 @@ private:
     auto& b = *buffers_;
     b.writing.swap(b.pending);
     b.write_in_flight = true;
+    ++b.writes_started;
     asio::async_write(socket_, asio::buffer(b.writing),
                       [self = this->shared_from_this()](const std::error_code& ec, std::size_t) { self->on_written(ec); });
   }
@@ -293,6 +324,7 @@ private:
       fail(ec);
       return;
     }
+    complete_sends_written_by(b.writes_started);
     if (!b.pending.empty()) {
       write_pending();
       return;
@@ -300,6 +332,14 @@ private:
     if (phase_ == phase::draining)
       shutdown_send();
     release_buffers_if_idle();
+  }
+
+  void complete_sends_written_by(std::uint64_t write) {
+    auto& waiting = buffers_->completions;
+    std::size_t done = 0;
+    while (done < waiting.size() && waiting[done].written_by <= write)
+      std::move(waiting[done++].handler).complete({});
+    waiting.erase(waiting.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(done));
   }
 
   void wait_readable() {
@@ -501,6 +541,11 @@ private:
     if (abortive)
       detail::set_socket_option(socket_.native_handle(), sockopt::linger::abortive());
     socket_.close(ignored);
+    if (buffers_) {
+      for (auto& waiting : buffers_->completions)
+        std::move(waiting.handler).complete(make_error_code(reason_));
+      buffers_->completions.clear();
+    }
     if (settings_->stats)
       settings_->stats->record_close(reason_);
     if (settings_->on_close)

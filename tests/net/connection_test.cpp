@@ -10,7 +10,10 @@
 #include <tether/liveness/liveness.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
 
+#include <asio/experimental/as_tuple.hpp>
+
 #include <csignal>
+#include <future>
 #include <map>
 #include <random>
 #include <sys/wait.h>
@@ -406,4 +409,49 @@ TEST_CASE("a payload the codec cannot carry is refused without closing") {
   CHECK(connection->is_open());
   CHECK_FALSE(connection->send("one line"));
   REQUIRE(run_until(io, [&] { return client.received == "one line\n"; }));
+}
+
+TEST_CASE("async_send follows the completion-token convention") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer client{io};
+  auto connection = server.accept_from(client);
+
+  SECTION("callbacks complete in order once written, and with the close reason after a close") {
+    std::vector<std::string> completed;
+    for (const char* line : {"one", "two", "three"})
+      connection->async_send(line, [&completed, line](std::error_code ec) { completed.push_back(ec ? ec.message() : line); });
+    connection->async_send("bad\nline", [&](std::error_code ec) { completed.push_back(ec.message()); });
+    REQUIRE(run_until(io, [&] { return completed.size() == 4; }));
+    const auto refused = tether::make_error_code(tether::error::frame_not_encodable).message();
+    CHECK(completed == std::vector<std::string>{refused, "one", "two", "three"});
+    REQUIRE(run_until(io, [&] { return client.received == "one\ntwo\nthree\n"; }));
+
+    std::error_code after_abort;
+    connection->async_send(std::string(60'000, 'x'), [&](std::error_code ec) { after_abort = ec; });
+    connection->abort();
+    REQUIRE(run_until(io, [&] { return bool(after_abort); }));
+    CHECK(after_abort == tether::close_reason::local_close);
+  }
+  SECTION("use_future") {
+    std::future<void> written = connection->async_send("future", asio::use_future);
+    REQUIRE(run_until(io, [&] { return written.wait_for(0s) == std::future_status::ready; }));
+    CHECK_NOTHROW(written.get());
+  }
+#if defined(ASIO_HAS_CO_AWAIT)
+  SECTION("use_awaitable") {
+    std::error_code result = tether::error::connection_not_open;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          auto [ec] = co_await connection->async_send("awaited", asio::experimental::as_tuple(asio::use_awaitable));
+          result = ec;
+        },
+        asio::detached);
+    REQUIRE(run_until(io, [&] { return client.received == "awaited\n"; }));
+    REQUIRE(run_until(io, [&] { return !result; }));
+  }
+#else
+  WARN("SKIPPED use_awaitable: this compiler and Asio 1.22 have no co_await support (the g++ build covers it)");
+#endif
 }
