@@ -2,8 +2,10 @@
 // them, e.g. keepalive{idle=60s interval=10s count=3}.
 #pragma once
 
+#include <tether/close_reason.hpp>
 #include <tether/detail/duration_text.hpp>
 #include <tether/socket_options.hpp>
+#include <tether/stats.hpp>
 
 #include <fmt/format.h>
 
@@ -114,5 +116,28 @@ struct fmt::formatter<tether::sockopt::tcp_info> : tether::detail::plain_formatt
                           tether::detail::tcp_state_name(v.state), duration_text(v.rtt), duration_text(v.rttvar),
                           v.retransmits, v.probes, v.unacked, duration_text(v.last_data_recv),
                           duration_text(v.last_ack_recv));
+  }
+};
+
+template <>
+struct fmt::formatter<tether::close_reason> : tether::detail::plain_formatter {
+  auto format(tether::close_reason v, format_context& ctx) const {
+    return fmt::format_to(ctx.out(), "{}", tether::name(v));
+  }
+};
+
+// Live and total counts, then only the close reasons that occurred, in enum order.
+template <>
+struct fmt::formatter<tether::stats> : tether::detail::plain_formatter {
+  auto format(const tether::stats& v, format_context& ctx) const {
+    auto out = fmt::format_to(ctx.out(), "stats{{live={} opened={}", v.live(), v.opened());
+    for (std::size_t i = 0; i < tether::close_reason_count; ++i) {
+      const auto reason = static_cast<tether::close_reason>(i);
+      if (const auto count = v.closed(reason))
+        out = fmt::format_to(out, " {}={}", tether::name(reason), count);
+    }
+    if (v.heartbeats() > 0)
+      out = fmt::format_to(out, " heartbeats={} min_rtt={}", v.heartbeats(), tether::detail::duration_text(v.min_heartbeat_rtt()));
+    return fmt::format_to(out, "}}");
   }
 };

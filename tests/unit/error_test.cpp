@@ -44,3 +44,20 @@ TEST_CASE("option values print in one readable form") {
   CHECK(fmt::format("{}", sockopt::tcp_state::time_wait) == "time_wait");
   CHECK(fmt::format("{}", sockopt::tcp_info{.rtt = 35us}).find("rtt=35us") != std::string::npos);
 }
+
+TEST_CASE("close reasons and stats print readably") {
+  CHECK(fmt::format("{}", tether::close_reason::heartbeat_timeout) == "heartbeat_timeout");
+  const std::error_code as_error = tether::close_reason::ping_flood;
+  CHECK(as_error.message() == "ping_flood");
+  CHECK(std::string{as_error.category().name()} == "tether.close_reason");
+  for (std::size_t i = 0; i < tether::close_reason_count; ++i)
+    CHECK(tether::name(static_cast<tether::close_reason>(i)) != "unknown");
+
+  tether::stats counters;
+  counters.record_open();
+  counters.record_open();
+  counters.record_close(tether::close_reason::idle_timeout);
+  counters.record_heartbeat_rtt(250us);
+  counters.record_heartbeat_rtt(80us);
+  CHECK(fmt::format("{}", counters) == "stats{live=1 opened=2 idle_timeout=1 heartbeats=2 min_rtt=80us}");
+}
