@@ -1,6 +1,7 @@
 // The whole public API of tether.
 #pragma once
 
+#include <tether/backoff.hpp>
 #include <tether/close_reason.hpp>
 #include <tether/codec/codec.hpp>
 #include <tether/codec/frame.hpp>
@@ -8,6 +9,7 @@
 #include <tether/codec/line_codec.hpp>
 #include <tether/codec/raw_codec.hpp>
 #include <tether/connection.hpp>
+#include <tether/connector.hpp>
 #include <tether/error.hpp>
 #include <tether/format.hpp>
 #include <tether/liveness/heartbeat.hpp>
@@ -16,6 +18,7 @@
 #include <tether/liveness/strategy.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
 #include <tether/liveness/user_timeout.hpp>
+#include <tether/listener.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>

@@ -1,0 +1,87 @@
+// Delays between reconnect attempts: exponential growth with full jitter.
+//
+// Retry n (counting from 0 after the last success) waits a uniformly random time in [0, ceiling(n)], where
+// ceiling(n) = min(maximum, initial * multiplier^n). Randomising the whole interval ("full jitter", from the
+// AWS Architecture Blog's "Exponential Backoff And Jitter") spreads out clients that lost the same server at
+// the same moment, so they do not return in synchronised waves; the growing ceiling keeps a client that keeps
+// failing from hammering the server.
+//
+//   tether::backoff_schedule<> schedule{{.initial = 100ms, .maximum = 30s}};
+//   auto wait = schedule.next_delay();  // somewhere in [0, 100ms], then [0, 200ms], [0, 400ms], ...
+//   schedule.reset();                   // connected: the next failure starts again at [0, 100ms]
+#pragma once
+
+#include <tether/detail/config.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <utility>
+
+namespace tether {
+
+struct backoff {
+  std::chrono::milliseconds initial{100};
+  std::chrono::milliseconds maximum{30'000};
+  double multiplier = 2.0;
+
+  // The longest wait before retry `retry` (0 for the first after a success). Deterministic: the jitter is
+  // drawn below this.
+  std::chrono::milliseconds ceiling(std::size_t retry) const noexcept {
+    // Growth overflows to infinity rather than wrapping, and the cap absorbs it.
+    const double grown = static_cast<double>(initial.count()) * std::pow(multiplier, static_cast<double>(retry));
+    const double cap = static_cast<double>(maximum.count());
+    return std::chrono::milliseconds{std::llround(grown < cap ? grown : cap)};
+  }
+
+  // A zero initial delay or a shrinking multiplier would retry a failing server without ever slowing down.
+  bool valid() const noexcept { return initial.count() > 0 && maximum >= initial && multiplier >= 1.0; }
+
+  bool operator==(const backoff&) const = default;
+};
+
+// Hands out the jittered delays of one client. Engine is any standard random engine; tests pass a seeded one
+// to get a repeatable sequence, everyone else gets one seeded from std::random_device so that clients started
+// together still draw different delays.
+template <std::uniform_random_bit_generator Engine = std::minstd_rand>
+class backoff_schedule {
+public:
+  // Throws std::invalid_argument for a policy that is not backoff::valid().
+  explicit backoff_schedule(backoff policy)
+    requires std::constructible_from<Engine, std::random_device::result_type>
+      : backoff_schedule(policy, Engine{std::random_device{}()}) {}
+
+  backoff_schedule(backoff policy, Engine engine) : policy_(policy), engine_(std::move(engine)) {
+    if (!policy_.valid())
+      throw std::invalid_argument("tether::backoff needs initial > 0, maximum >= initial and multiplier >= 1");
+  }
+
+  // The wait before the next retry, uniform in [0, next_ceiling()]; advances to the following retry.
+  std::chrono::milliseconds next_delay() {
+    const auto ceiling = next_ceiling();
+    ++retries_;
+    std::uniform_int_distribution<std::chrono::milliseconds::rep> jitter{0, ceiling.count()};
+    return std::chrono::milliseconds{jitter(engine_)};
+  }
+
+  std::chrono::milliseconds next_ceiling() const noexcept { return policy_.ceiling(retries_); }
+
+  // Delays handed out since construction or the last reset().
+  std::size_t retries() const noexcept { return retries_; }
+
+  // After a success: the next failure is treated as the first.
+  void reset() noexcept { retries_ = 0; }
+
+  const backoff& policy() const noexcept { return policy_; }
+
+private:
+  backoff policy_;
+  Engine engine_;
+  std::size_t retries_ = 0;
+};
+
+} // namespace tether

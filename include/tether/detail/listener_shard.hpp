@@ -1,0 +1,336 @@
+// One shard of a tether::listener: an io_context's share of the work. A shard accepts (when it has an acceptor
+// of its own, or as shard 0 handing connections out), admits connections against the shared limits, serves
+// them with its own timer wheel and connection settings, keeps a registry of them for stopping, and winds down
+// so that its io_context runs out of work.
+//
+// Everything here runs on the shard's io_context thread except construction, which happens in start() before
+// that thread runs anything of the shard's.
+#pragma once
+
+#include <tether/close_reason.hpp>
+#include <tether/codec/codec.hpp>
+#include <tether/connection.hpp>
+#include <tether/detail/listener_limits.hpp>
+#include <tether/detail/native_socket.hpp>
+#include <tether/socket_options.hpp>
+#include <tether/stats.hpp>
+#include <tether/timer_wheel.hpp>
+
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/error.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#if !defined(TETHER_PLATFORM_WINDOWS)
+#include <unistd.h>
+#endif
+
+namespace tether::detail {
+
+// What a shard needs from the listener's options.
+struct shard_config {
+  timer_wheel_config wheel;
+  bool reject_abortively;
+  std::chrono::milliseconds accept_retry_initial;
+  std::chrono::milliseconds accept_retry_max;
+};
+
+template <codec Codec, class Liveness>
+class listener_shard;
+
+// What the shards of one listener share. Filled in before start() and only read afterwards, except for the
+// stats and limits, which are made to be shared between threads.
+template <codec Codec, class Liveness>
+struct listener_core {
+  using connection_type = connection<Codec, Liveness>;
+
+  listener_core(connection_settings<Codec, Liveness> settings_template, shard_config shard, std::size_t max_connections,
+                std::size_t max_per_address)
+      : settings(std::move(settings_template)), config(shard), limits(max_connections, max_per_address) {}
+
+  connection_settings<Codec, Liveness> settings;  // each shard serves with a copy of its own
+  std::function<void(connection_type&)> on_accept;
+  std::function<void(const asio::ip::tcp::endpoint&, close_reason)> on_reject;
+  shard_config config;
+  tether::stats stats;
+  connection_limits limits;
+  std::vector<std::shared_ptr<listener_shard<Codec, Liveness>>> shards;
+  bool shard_0_hands_out = false;  // shard 0 accepts for every shard and deals the connections out
+};
+
+// Failures that concern only the connection being accepted, which has left the queue: the next accept may
+// follow at once. Every other failure pauses accepting: running out of descriptors or memory (EMFILE, ENFILE,
+// ENOBUFS, ENOMEM) leaves the pending connection queued, so an immediate retry fails the same way and spins,
+// and a rarer error may just as well persist.
+inline bool only_that_connection_failed(const std::error_code& ec) noexcept {
+  return ec == asio::error::connection_aborted || ec == asio::error::connection_reset;
+}
+
+#if defined(TETHER_PLATFORM_WINDOWS)
+inline constexpr native_socket no_socket = INVALID_SOCKET;
+inline void close_socket(native_socket handle) noexcept { ::closesocket(handle); }
+#else
+inline constexpr native_socket no_socket = -1;
+inline void close_socket(native_socket handle) noexcept { ::close(handle); }
+#endif
+
+// A connection's descriptor on its way from the shard that accepted it to the shard that serves it; closed if it
+// never gets there.
+class socket_in_transit {
+public:
+  explicit socket_in_transit(native_socket handle) noexcept : handle_(handle) {}
+  socket_in_transit(socket_in_transit&& other) noexcept : handle_(std::exchange(other.handle_, no_socket)) {}
+  socket_in_transit& operator=(socket_in_transit&&) = delete;
+  ~socket_in_transit() {
+    if (handle_ != no_socket)
+      close_socket(handle_);
+  }
+
+  native_socket handle() const noexcept { return handle_; }
+  void delivered() noexcept { handle_ = no_socket; }
+
+private:
+  native_socket handle_;
+};
+
+template <codec Codec, class Liveness>
+class listener_shard : public std::enable_shared_from_this<listener_shard<Codec, Liveness>> {
+public:
+  using connection_type = connection<Codec, Liveness>;
+  using socket_type = typename connection_type::socket_type;
+  using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
+  using core_type = listener_core<Codec, Liveness>;
+
+  // A shard with a thread of its own keeps that thread's io_context running until it stops, because handed-out
+  // connections can arrive at any time; shard 0 lives on the caller's io_context, which the caller runs.
+  listener_shard(asio::io_context& io, core_type& core, bool own_thread)
+      : io_(io), core_(core), settings_(core.settings), on_accept_(core.on_accept), on_reject_(core.on_reject),
+        wheel_(std::in_place, io, core.config.wheel), acceptor_(io), retry_timer_(io), deadline_timer_(io),
+        retry_delay_(core.config.accept_retry_initial) {
+    if (own_thread)
+      keep_running_.emplace(asio::make_work_guard(io));
+    settings_.stats = &core.stats;
+    settings_.on_close = [this, user = std::move(settings_.on_close)](connection_type& conn, close_reason why) {
+      forget(conn);
+      if (user)
+        user(conn, why);
+      if (stopping_ && registry_.empty())
+        wind_down();
+    };
+  }
+
+  listener_shard(const listener_shard&) = delete;
+  listener_shard& operator=(const listener_shard&) = delete;
+
+  asio::io_context& context() const noexcept { return io_; }
+  acceptor_type& acceptor() noexcept { return acceptor_; }
+
+  void begin_accepting() {
+    if (acceptor_.is_open())
+      accept_next();
+  }
+
+  // Stops accepting and asks every connection to wind down; whatever is still open at the deadline is aborted.
+  void stop(std::chrono::steady_clock::time_point deadline) {
+    if (stopping_)
+      return;
+    stop_accepting();
+    for (const auto& conn : live_connections())
+      conn->shut_down();
+    if (registry_.empty()) {
+      wind_down();
+      return;
+    }
+    deadline_timer_.expires_at(deadline);
+    deadline_timer_.async_wait([weak = this->weak_from_this()](const std::error_code& ec) {
+      if (auto self = weak.lock(); self && !ec)
+        self->abort_all();
+    });
+  }
+
+  void abort_all() {
+    stop_accepting();
+    for (const auto& conn : live_connections())
+      conn->abort(close_reason::shutdown);
+    wind_down();
+  }
+
+private:
+  struct tracked {
+    std::shared_ptr<connection_type> connection;
+    asio::ip::address address;  // what the limits counted it under
+  };
+
+  void accept_next() {
+    acceptor_.async_accept(io_, peer_, [weak = this->weak_from_this()](const std::error_code& ec, socket_type socket) {
+      if (auto self = weak.lock())
+        self->on_accepted(ec, std::move(socket));
+    });
+  }
+
+  void on_accepted(const std::error_code& ec, socket_type socket) {
+    if (stopping_) {
+      if (!ec)
+        refuse(std::move(socket), peer_, close_reason::shutdown);
+      return;
+    }
+    if (ec) {
+      if (only_that_connection_failed(ec))
+        accept_next();
+      else
+        pause_accepting();
+      return;
+    }
+    retry_delay_ = core_.config.accept_retry_initial;
+    admit(std::move(socket), peer_);
+    accept_next();
+  }
+
+  // The connections waiting in the kernel's queue stay there meanwhile; existing connections are served as usual.
+  void pause_accepting() {
+    retry_timer_.expires_after(retry_delay_);
+    retry_delay_ = std::min(retry_delay_ * 2, core_.config.accept_retry_max);
+    retry_timer_.async_wait([weak = this->weak_from_this()](const std::error_code& ec) {
+      if (auto self = weak.lock(); self && !ec && !self->stopping_)
+        self->accept_next();
+    });
+  }
+
+  void admit(socket_type socket, const asio::ip::tcp::endpoint& peer) {
+    if (!core_.limits.try_admit(peer.address())) {
+      refuse(std::move(socket), peer, close_reason::limit_exceeded);
+      return;
+    }
+    if (!core_.shard_0_hands_out) {
+      serve(std::move(socket), peer);
+      return;
+    }
+    const auto& target = core_.shards[next_target_];
+    next_target_ = (next_target_ + 1) % core_.shards.size();
+    if (target.get() == this)
+      serve(std::move(socket), peer);
+    else
+      hand_out(target, std::move(socket), peer);
+  }
+
+  // The descriptor travels bare so that the target registers it with its own reactor, on its own thread. Where
+  // the platform cannot release a socket from its io_context (Windows before 8.1), this shard serves it.
+  void hand_out(const std::shared_ptr<listener_shard>& target, socket_type socket,
+                const asio::ip::tcp::endpoint& peer) {
+    std::error_code ec;
+    socket_in_transit moving{socket.release(ec)};
+    if (ec) {
+      serve(std::move(socket), peer);
+      return;
+    }
+    asio::post(target->io_, [weak = std::weak_ptr<listener_shard>(target), moving = std::move(moving), peer]() mutable {
+      if (auto shard = weak.lock())
+        shard->take(std::move(moving), peer);
+    });
+  }
+
+  void take(socket_in_transit moving, const asio::ip::tcp::endpoint& peer) {
+    socket_type socket{io_};
+    std::error_code ec;
+    socket.assign(peer.protocol(), moving.handle(), ec);
+    if (ec) {
+      core_.limits.release(peer.address());
+      report_refusal(peer, close_reason::io_error);
+      return;
+    }
+    moving.delivered();
+    if (stopping_) {
+      core_.limits.release(peer.address());
+      refuse(std::move(socket), peer, close_reason::shutdown);
+      return;
+    }
+    serve(std::move(socket), peer);
+  }
+
+  void serve(socket_type socket, const asio::ip::tcp::endpoint& peer) {
+    auto created = connection_type::create(std::move(socket), settings_, *wheel_);
+    connection_type& conn = *created;
+    registry_.emplace(&conn, tracked{std::move(created), peer.address()});
+    conn.start();
+    // A connection the platform refused a liveness option for has already closed (io_error) inside start().
+    if (conn.is_open() && on_accept_)
+      on_accept_(conn);
+  }
+
+  void refuse(socket_type socket, const asio::ip::tcp::endpoint& peer, close_reason why) {
+    if (core_.config.reject_abortively)
+      set_option(socket, sockopt::linger::abortive());
+    std::error_code ignored;
+    socket.close(ignored);
+    report_refusal(peer, why);
+  }
+
+  void report_refusal(const asio::ip::tcp::endpoint& peer, close_reason why) {
+    core_.stats.record_rejected(why);
+    if (on_reject_)
+      on_reject_(peer, why);
+  }
+
+  void forget(connection_type& conn) {
+    auto entry = registry_.extract(&conn);
+    core_.limits.release(entry.mapped().address);
+    // on_close runs from inside the connection's own member functions, so the connection must outlive this
+    // call: the registry's reference is dropped from a handler of its own.
+    asio::post(io_, [last_reference = std::move(entry.mapped().connection)] {});
+  }
+
+  std::vector<std::shared_ptr<connection_type>> live_connections() const {
+    std::vector<std::shared_ptr<connection_type>> live;
+    live.reserve(registry_.size());
+    for (const auto& [conn, entry] : registry_)
+      live.push_back(entry.connection);
+    return live;
+  }
+
+  void stop_accepting() {
+    stopping_ = true;
+    std::error_code ignored;
+    acceptor_.close(ignored);
+    retry_timer_.cancel();
+  }
+
+  // Leaves nothing of this shard's for the io_context to wait for, so that it runs out of work. Only once every
+  // connection has closed: open ones still use the wheel.
+  void wind_down() {
+    deadline_timer_.cancel();
+    wheel_.reset();
+    keep_running_.reset();
+  }
+
+  asio::io_context& io_;
+  core_type& core_;
+  connection_settings<Codec, Liveness> settings_;
+  std::function<void(connection_type&)> on_accept_;
+  std::function<void(const asio::ip::tcp::endpoint&, close_reason)> on_reject_;
+  std::optional<timer_wheel> wheel_;
+  acceptor_type acceptor_;
+  asio::ip::tcp::endpoint peer_;  // filled in by the accept in flight
+  asio::steady_timer retry_timer_;
+  asio::steady_timer deadline_timer_;
+  std::chrono::milliseconds retry_delay_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> keep_running_;
+  std::unordered_map<connection_type*, tracked> registry_;
+  std::size_t next_target_ = 0;
+  bool stopping_ = false;
+};
+
+} // namespace tether::detail

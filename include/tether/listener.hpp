@@ -1,0 +1,264 @@
+// tether::listener<Codec, Liveness>: accepts TCP connections and serves each one as a tether::connection.
+//
+//   tether::listener server{io, {.port = 7000, .max_connections = 50'000, .max_per_address = 64},
+//                           tether::line_codec{}, liveness};
+//   server.on_message([](auto& conn, std::string_view line) { conn.send(line); });
+//   if (auto ec = server.start()) {
+//     fmt::print("cannot listen: {}\n", ec.message());
+//     return 1;
+//   }
+//   asio::signal_set signals{io, SIGINT, SIGTERM};
+//   signals.async_wait([&](auto, int) { server.stop(std::chrono::seconds{10}); });
+//   io.run();  // returns once every connection has closed and every worker thread has been joined
+//
+// Shards. Shard 0 serves on the caller's io_context. With threads = N the listener runs N - 1 more shards, each on
+// a thread of its own with its own io_context and timer wheel. With reuse_port, where the platform balances
+// connections over sockets sharing a port (Linux SO_REUSEPORT, FreeBSD SO_REUSEPORT_LB), every shard accepts on an
+// acceptor of its own; elsewhere shard 0 accepts alone and deals connections out round-robin over all shards. A
+// connection stays on its shard for life and its handlers run on that shard's thread, so handlers of different
+// shards run concurrently.
+//
+// Limits. A connection over max_connections or max_per_address is closed at once (RST or FIN, as configured),
+// counted in stats() under limit_exceeded and reported to on_reject; it never reaches the other handlers.
+//
+// Running out of descriptors (EMFILE, ENFILE) or memory makes a shard pause accepting, for accept_retry_initial
+// doubling up to accept_retry_max, instead of spinning on a connection the kernel keeps queued. Its connections
+// are served meanwhile, and accepting resumes by itself.
+//
+// Threading: set the handlers and call start() before io.run() or from the io_context's thread. stop(),
+// stats(), connections() and local_endpoint() may be called from any thread once start() has returned.
+#pragma once
+
+#include <tether/close_reason.hpp>
+#include <tether/codec/codec.hpp>
+#include <tether/connection.hpp>
+#include <tether/detail/listener_shard.hpp>
+#include <tether/detail/listener_workers.hpp>
+#include <tether/liveness/liveness.hpp>
+#include <tether/socket_options.hpp>
+#include <tether/stats.hpp>
+#include <tether/timer_wheel.hpp>
+
+#include <asio/error.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/ip/address_v4.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/socket_base.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace tether {
+
+struct listener_options {
+  asio::ip::address address = asio::ip::address_v4::loopback();
+  std::uint16_t port = 0;  // 0 picks a free port; local_endpoint() tells which
+  int backlog = asio::socket_base::max_listen_connections;
+  // Rebind at once while old connections sit in TIME_WAIT (SO_EXCLUSIVEADDRUSE on Windows).
+  bool reuse_address = true;
+  // SO_REUSEPORT on every acceptor: with threads > 1 each shard then accepts for itself. Where the platform does
+  // not balance a shared port, threads > 1 falls back to shard 0 dealing connections out, and threads = 1 makes
+  // start() report the refusal.
+  bool reuse_port = false;
+  std::size_t threads = 1;  // shards, each on a thread; shard 0 on the caller's io_context
+  std::size_t max_connections = 0;  // over all shards; 0 = unlimited
+  std::size_t max_per_address = 0;  // per remote IP address; 0 = unlimited
+  // How a refused connection is closed: abortive sends RST (no TIME_WAIT here), graceful sends FIN.
+  enum class rejection : std::uint8_t { abortive, graceful } reject = rejection::abortive;
+  timer_wheel_config wheel{};  // for every shard's wheel
+  // How long a shard pauses accepting after running out of descriptors or memory (or another error that may
+  // persist), doubling per failure and reset by a successful accept: the values Go's net/http uses.
+  std::chrono::milliseconds accept_retry_initial{5};
+  std::chrono::milliseconds accept_retry_max{1000};
+};
+
+template <codec Codec, class Liveness = liveness<>>
+class listener {
+  using shard_type = detail::listener_shard<Codec, Liveness>;
+  using acceptor_type = typename shard_type::acceptor_type;
+
+public:
+  using connection_type = connection<Codec, Liveness>;
+
+  listener(asio::io_context& io, listener_options options, Codec codec = {}, Liveness liveness = {},
+           connection_options connection = {})
+      : io_(io), options_(std::move(options)),
+        core_({.codec = std::move(codec), .liveness = std::move(liveness), .options = connection},
+              {.wheel = options_.wheel,
+               .reject_abortively = options_.reject == listener_options::rejection::abortive,
+               .accept_retry_initial = options_.accept_retry_initial,
+               .accept_retry_max = options_.accept_retry_max},
+              options_.max_connections, options_.max_per_address) {}
+
+  listener(const listener&) = delete;
+  listener& operator=(const listener&) = delete;
+
+  // Joins the worker threads and aborts whatever is still open (on_close reports shutdown). Destroy the listener
+  // on its io_context's thread or after io.run() has returned, and before the io_context.
+  ~listener() {
+    stopping_.store(true);
+    for (std::size_t i = 1; i < core_.shards.size(); ++i) {
+      asio::post(core_.shards[i]->context(), [weak = std::weak_ptr<shard_type>(core_.shards[i])] {
+        if (auto shard = weak.lock())
+          shard->abort_all();
+      });
+    }
+    if (workers_)
+      workers_->join();
+    if (!core_.shards.empty())
+      core_.shards.front()->abort_all();
+  }
+
+  // Handlers, set before start(). They run on the thread of the connection's shard and must not throw.
+  void on_message(std::function<void(connection_type&, std::string_view)> handler) {
+    core_.settings.on_message = std::move(handler);
+  }
+  // Every connection that started reaches on_close exactly once, with its reason.
+  void on_close(std::function<void(connection_type&, close_reason)> handler) {
+    core_.settings.on_close = std::move(handler);
+  }
+  // Once the connection has started and before its first message. A connection that closes while starting
+  // (io_error: the platform refused a liveness option) reaches on_close without on_accept.
+  void on_accept(std::function<void(connection_type&)> handler) { core_.on_accept = std::move(handler); }
+  void on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler) {
+    core_.settings.on_heartbeat = std::move(handler);
+  }
+  // A connection closed before it became one: over a limit (limit_exceeded), arriving while the listener stops
+  // (shutdown), or one a shard's io_context could not take over (io_error). It reaches no other handler.
+  void on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason)> handler) {
+    core_.on_reject = std::move(handler);
+  }
+
+  // Opens, configures, binds and listens on every acceptor, then starts accepting and the worker threads.
+  // Failures come back as error codes (address_in_use, a refused socket option, invalid_argument for options
+  // that cannot work) and leave the listener as it was, so start() may be tried again.
+  std::error_code start() {
+    if (started_)
+      return asio::error::already_started;
+    if (stopping_.load())
+      return asio::error::operation_aborted;
+    if (!workable(options_))
+      return asio::error::invalid_argument;
+
+    auto workers =
+        options_.threads > 1 ? std::make_shared<detail::listener_workers>(io_, options_.threads - 1) : nullptr;
+    std::vector<std::shared_ptr<shard_type>> shards;
+    shards.push_back(std::make_shared<shard_type>(io_, core_, false));
+    for (std::size_t i = 0; workers && i < workers->size(); ++i)
+      shards.push_back(std::make_shared<shard_type>(workers->context(i), core_, true));
+
+    bool every_shard_accepts = false;
+    if (auto ec = open_first_acceptor(shards.front()->acceptor(), every_shard_accepts))
+      return ec;
+    std::error_code ec;
+    const asio::ip::tcp::endpoint bound = shards.front()->acceptor().local_endpoint(ec);
+    if (ec)
+      return ec;
+    for (std::size_t i = 1; every_shard_accepts && i < shards.size(); ++i) {
+      if (auto refused = open_sibling_acceptor(shards[i]->acceptor(), bound))
+        return refused;
+    }
+
+    core_.shards = std::move(shards);
+    core_.shard_0_hands_out = workers && !every_shard_accepts;
+    workers_ = std::move(workers);
+    local_endpoint_ = bound;
+    started_ = true;
+    // The workers' first accepts are set up before their threads exist, which orders them before the threads.
+    for (const auto& shard : core_.shards)
+      shard->begin_accepting();
+    if (workers_)
+      workers_->launch();
+    return {};
+  }
+
+  // The address and port the listener is bound to, once start() succeeded.
+  asio::ip::tcp::endpoint local_endpoint() const { return local_endpoint_; }
+
+  // Stops accepting at once and winds every connection down with shut_down(): a goaway where the codec carries
+  // control frames (the connection keeps serving until the peer closes), a graceful close otherwise. What is
+  // still open after `deadline` is aborted. on_close reports shutdown either way. Each shard then releases its
+  // io_context, so io.run() returns by itself once everything is closed and the worker threads are joined.
+  // Returns at once; safe from any thread, a handler or a signal_set callback included; later calls do nothing.
+  void stop(std::chrono::milliseconds deadline) {
+    if (stopping_.exchange(true))
+      return;
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    for (const auto& shard : core_.shards) {
+      asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), until] {
+        if (auto alive = weak.lock())
+          alive->stop(until);
+      });
+    }
+  }
+
+  // Shared by every shard: opens and closes per reason, refusals counted under their reason.
+  const tether::stats& stats() const noexcept { return core_.stats; }
+
+  // Live connections over all shards, those on their way to a shard included.
+  std::size_t connections() const noexcept { return core_.limits.admitted(); }
+
+private:
+  static bool workable(const listener_options& options) noexcept {
+    return options.threads > 0 && options.wheel.tick.count() > 0 && options.wheel.slots > 0 &&
+           options.accept_retry_initial.count() > 0 && options.accept_retry_max >= options.accept_retry_initial;
+  }
+
+  // Shard 0's acceptor. Reports through every_shard_accepts whether the other shards can share its port.
+  std::error_code open_first_acceptor(acceptor_type& acceptor, bool& every_shard_accepts) const {
+    const asio::ip::tcp::endpoint requested{options_.address, options_.port};
+    if (auto ec = open(acceptor, requested))
+      return ec;
+    if (options_.reuse_port) {
+      const std::error_code refused = set_option(acceptor, sockopt::reuse_port{});
+      if (refused && options_.threads == 1)
+        return refused;
+      every_shard_accepts = !refused && options_.threads > 1;
+    }
+    return bind_and_listen(acceptor, requested);
+  }
+
+  std::error_code open_sibling_acceptor(acceptor_type& acceptor, const asio::ip::tcp::endpoint& bound) const {
+    if (auto ec = open(acceptor, bound))
+      return ec;
+    if (auto ec = set_option(acceptor, sockopt::reuse_port{}))
+      return ec;
+    return bind_and_listen(acceptor, bound);
+  }
+
+  std::error_code open(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const {
+    std::error_code ec;
+    acceptor.open(at.protocol(), ec);
+    if (!ec && options_.reuse_address)
+      ec = set_option(acceptor, sockopt::reuse_address{});
+    return ec;
+  }
+
+  std::error_code bind_and_listen(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const {
+    std::error_code ec;
+    acceptor.bind(at, ec);
+    if (!ec)
+      acceptor.listen(options_.backlog, ec);
+    return ec;
+  }
+
+  asio::io_context& io_;
+  listener_options options_;
+  std::shared_ptr<detail::listener_workers> workers_;  // outlives the shards, whose io_contexts it owns
+  detail::listener_core<Codec, Liveness> core_;
+  asio::ip::tcp::endpoint local_endpoint_;
+  std::atomic<bool> stopping_{false};
+  bool started_ = false;
+};
+
+} // namespace tether

@@ -1,0 +1,568 @@
+#include "catch.hpp"
+
+#include "loopback.hpp"
+
+#include <tether/codec/line_codec.hpp>
+#include <tether/connection.hpp>
+#include <tether/connector.hpp>
+#include <tether/liveness/heartbeat.hpp>
+#include <tether/liveness/liveness.hpp>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+using namespace std::chrono_literals;
+using tether::close_reason;
+using tether::test::loopback;
+using tether::test::make_listener;
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+using line_client = tether::connector<tether::line_codec>;
+using line_server_connection = tether::connection<tether::line_codec>;
+
+const asio::ip::address second_loopback = asio::ip::make_address("127.0.0.2");
+
+// Runs the io_context until the condition holds, the limit passes, or nothing is left to run.
+template <class Condition>
+bool run_until(asio::io_context& io, Condition condition, std::chrono::milliseconds limit = 3s) {
+  const auto until = steady::now() + limit;
+  while (!condition() && steady::now() < until) {
+    io.restart();
+    if (io.run_one_for(10ms) == 0 && io.stopped())
+      break;
+  }
+  return condition();
+}
+
+// True when every pending operation completes and nothing schedules more: a connector that stopped trying.
+bool runs_out_of_work(asio::io_context& io, std::chrono::milliseconds limit = 3s) {
+  io.restart();
+  io.run_for(limit);
+  return io.stopped();
+}
+
+std::string service_of(const asio::ip::tcp::acceptor& acceptor) {
+  return std::to_string(acceptor.local_endpoint().port());
+}
+
+// A listener whose accept queue is full: Linux drops further SYNs instead of refusing them, so a connect to it
+// hangs in SYN_SENT, which is how an unreachable or firewalled server looks to a client, without root.
+struct unresponsive_listener {
+  asio::ip::tcp::acceptor acceptor;
+  std::vector<asio::ip::tcp::socket> queued;
+};
+
+// Asio's blocking connect() would wait out the SYN retries, so the connect is issued on the native handle.
+bool connects_within(asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& server, int timeout_ms) {
+  socket.open(asio::ip::tcp::v4());
+  socket.non_blocking(true);
+  if (::connect(socket.native_handle(), server.data(), static_cast<socklen_t>(server.size())) == 0)
+    return true;
+  pollfd writable{socket.native_handle(), POLLOUT, 0};
+  return ::poll(&writable, 1, timeout_ms) == 1;
+}
+
+unresponsive_listener make_unresponsive_listener(asio::io_context& io) {
+  unresponsive_listener full{asio::ip::tcp::acceptor{io}, {}};
+  full.acceptor.open(asio::ip::tcp::v4());
+  full.acceptor.bind({loopback, 0});
+  full.acceptor.listen(0);
+  bool hanging = false;
+  while (!hanging && full.queued.size() < 16) {
+    full.queued.emplace_back(io);
+    hanging = !connects_within(full.queued.back(), full.acceptor.local_endpoint(), 200);
+  }
+  REQUIRE(hanging);
+  return full;
+}
+
+struct connect_failure {
+  std::error_code error;
+  std::chrono::milliseconds next_retry;
+  steady::time_point at;
+  std::size_t attempts;
+};
+
+// Accepts every connection on the io_context and keeps the sockets (open unless a test closes them).
+struct plain_server {
+  explicit plain_server(asio::io_context& io) : acceptor(make_listener(io)) {}
+
+  void accept_all() {
+    acceptor.async_accept([this](const std::error_code& ec, asio::ip::tcp::socket socket) {
+      if (ec)
+        return;
+      accepted.push_back(std::move(socket));
+      if (on_accept)
+        on_accept(accepted.back());
+      accept_all();
+    });
+  }
+
+  asio::ip::tcp::acceptor acceptor;
+  std::vector<asio::ip::tcp::socket> accepted;
+  std::function<void(asio::ip::tcp::socket&)> on_accept;
+};
+
+// Reads until the client's FIN and then closes, so a graceful close from the client completes.
+void close_after_eof(asio::ip::tcp::socket& socket, std::optional<std::error_code>& read_end) {
+  auto buffer = std::make_shared<std::array<char, 256>>();
+  socket.async_read_some(asio::buffer(*buffer), [&socket, &read_end, buffer](const std::error_code& ec, std::size_t) {
+    if (!ec) {
+      close_after_eof(socket, read_end);
+      return;
+    }
+    read_end = ec;
+    std::error_code ignored;
+    socket.close(ignored);
+  });
+}
+
+} // namespace
+
+TEST_CASE("a connector connects and exchanges a line and closes") {
+  asio::io_context io;
+  auto listener = make_listener(io);
+  asio::ip::tcp::socket served{io};
+  asio::streambuf request;
+  std::string received_by_server;
+  std::optional<std::error_code> server_read_end;
+  listener.async_accept(served, [&](const std::error_code& ec) {
+    if (ec)
+      return;
+    asio::async_read_until(served, request, '\n', [&](const std::error_code& read_error, std::size_t length) {
+      if (read_error)
+        return;
+      received_by_server.assign(asio::buffers_begin(request.data()), asio::buffers_begin(request.data()) + length);
+      request.consume(length);
+      asio::write(served, asio::buffer(std::string_view{"welcome\n"}));
+      close_after_eof(served, server_read_end);
+    });
+  });
+
+  line_client client{io, {.service = service_of(listener)}};
+  int connects = 0;
+  bool current_during_connect = false;
+  std::vector<std::string> messages;
+  std::optional<close_reason> closed;
+  client.on_connect([&](line_client::connection_type& conn) {
+    ++connects;
+    current_during_connect = client.current().get() == &conn;
+    conn.send("hello");
+  });
+  client.on_message([&](line_client::connection_type& conn, std::string_view line) {
+    messages.emplace_back(line);
+    conn.close();
+  });
+  client.on_close([&](line_client::connection_type&, close_reason why) { closed = why; });
+  client.start();
+
+  REQUIRE(run_until(io, [&] { return closed.has_value(); }));
+  CHECK(connects == 1);
+  CHECK(current_during_connect);
+  CHECK(received_by_server == "hello\n");
+  CHECK(messages == std::vector<std::string>{"welcome"});
+  CHECK(*closed == close_reason::local_close);
+  CHECK(client.current() == nullptr);
+  CHECK(client.attempts() == 0);
+  CHECK(client.stats().opened() == 1);
+  CHECK(client.stats().closed(close_reason::local_close) == 1);
+  CHECK(client.stats().live() == 0);
+
+  REQUIRE(run_until(io, [&] { return server_read_end.has_value(); }));
+  CHECK(*server_read_end == asio::error::eof);
+  CHECK(runs_out_of_work(io));
+  CHECK(connects == 1);
+}
+
+TEST_CASE("an attempt that hangs ends with timed_out at the connect timeout") {
+  asio::io_context io;
+  auto listener = make_unresponsive_listener(io);
+  constexpr auto timeout = 300ms;
+  line_client client{io, {.service = service_of(listener.acceptor), .connect_timeout = timeout}};
+  std::vector<connect_failure> failures;
+  client.on_connect_error([&](const std::error_code& ec, std::chrono::milliseconds next_retry) {
+    failures.push_back({ec, next_retry, steady::now(), client.attempts()});
+  });
+  bool connected = false;
+  client.on_connect([&](auto&) { connected = true; });
+
+  const auto started = steady::now();
+  client.start();
+  REQUIRE(run_until(io, [&] { return !failures.empty(); }));
+  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(failures.front().at - started);
+  INFO("the attempt ended after " << elapsed.count() << "ms");
+  CHECK(failures.front().error == asio::error::timed_out);
+  CHECK(elapsed >= timeout);
+  CHECK(elapsed < timeout + 700ms);
+  CHECK(failures.front().next_retry == 0ms);
+  CHECK(failures.front().attempts == 1);
+  CHECK(!connected);
+  CHECK(runs_out_of_work(io));
+  CHECK(failures.size() == 1);
+}
+
+TEST_CASE("a refused attempt without reconnect is reported once and nothing more is tried") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor reserved{io};
+  reserved.open(asio::ip::tcp::v4());
+  reserved.bind({loopback, 0});  // bound but not listening: connects are refused
+
+  line_client client{io, {.service = service_of(reserved)}};
+  std::vector<connect_failure> failures;
+  client.on_connect_error([&](const std::error_code& ec, std::chrono::milliseconds next_retry) {
+    failures.push_back({ec, next_retry, steady::now(), client.attempts()});
+  });
+  client.start();
+  CHECK(runs_out_of_work(io));
+  REQUIRE(failures.size() == 1);
+  CHECK(failures.front().error == asio::error::connection_refused);
+  CHECK(failures.front().next_retry == 0ms);
+  CHECK(client.attempts() == 1);
+
+  SECTION("start() tries again") {
+    client.start();
+    CHECK(runs_out_of_work(io));
+    CHECK(failures.size() == 2);
+    CHECK(client.attempts() == 2);
+  }
+}
+
+TEST_CASE("reconnect backs off with jitter against a refused port until the server listens") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor reserved{io};
+  reserved.open(asio::ip::tcp::v4());
+  reserved.bind({loopback, 0});  // bound but not listening: refused now, and the port stays ours for later
+
+  const tether::backoff retry{.initial = 20ms, .maximum = 80ms, .multiplier = 2.0};
+  line_client client{io, {.service = service_of(reserved), .reconnect = true, .retry = retry}};
+  std::vector<connect_failure> failures;
+  client.on_connect_error([&](const std::error_code& ec, std::chrono::milliseconds next_retry) {
+    failures.push_back({ec, next_retry, steady::now(), client.attempts()});
+  });
+  std::size_t attempts_at_connect = 99;
+  client.on_connect([&](auto&) { attempts_at_connect = client.attempts(); });
+
+  const auto started = steady::now();
+  client.start();
+  constexpr std::size_t refusals = 6;
+  REQUIRE(run_until(io, [&] { return failures.size() >= refusals; }));
+
+  constexpr auto slack = 300ms;
+  auto ceilings = 0ms;
+  for (std::size_t i = 0; i < refusals; ++i) {
+    INFO("refusal " << i);
+    CHECK(failures[i].error == asio::error::connection_refused);
+    CHECK(failures[i].attempts == i + 1);
+    CHECK(failures[i].next_retry >= 0ms);
+    CHECK(failures[i].next_retry <= retry.ceiling(i));
+    if (i + 1 < refusals) {
+      const auto spacing = std::chrono::duration_cast<std::chrono::milliseconds>(failures[i + 1].at - failures[i].at);
+      INFO("spacing " << spacing.count() << "ms after a drawn delay of " << failures[i].next_retry.count() << "ms");
+      CHECK(spacing >= failures[i].next_retry);
+      CHECK(spacing <= retry.ceiling(i) + slack);
+      ceilings += retry.ceiling(i);
+    }
+  }
+  CHECK(failures[refusals - 1].at - started <= ceilings + slack);
+
+  reserved.listen();
+  asio::ip::tcp::socket served{io};
+  reserved.async_accept(served, [](const std::error_code&) {});
+  REQUIRE(run_until(io, [&] { return client.current() != nullptr; }));
+  CHECK(attempts_at_connect == 0);
+  CHECK(client.attempts() == 0);
+}
+
+TEST_CASE("the connector reconnects after the server closes the connection") {
+  asio::io_context io;
+  plain_server server{io};
+  server.on_accept = [](asio::ip::tcp::socket& socket) { socket.close(); };
+  server.accept_all();
+
+  line_client client{io, {.service = service_of(server.acceptor), .reconnect = true,
+                          .retry = {.initial = 50ms, .maximum = 200ms}}};
+  int connects = 0;
+  std::vector<std::size_t> attempts_at_connect;
+  std::vector<close_reason> closes;
+  client.on_connect([&](auto&) {
+    ++connects;
+    attempts_at_connect.push_back(client.attempts());
+  });
+  client.on_close([&](auto&, close_reason why) { closes.push_back(why); });
+  client.start();
+
+  REQUIRE(run_until(io, [&] { return connects >= 3; }));
+  REQUIRE(closes.size() >= 2);
+  CHECK(closes[0] == close_reason::peer_closed);
+  CHECK(closes[1] == close_reason::peer_closed);
+  CHECK(attempts_at_connect == std::vector<std::size_t>(attempts_at_connect.size(), 0));
+  CHECK(client.stats().opened() >= 3);
+  CHECK(client.stats().closed(close_reason::peer_closed) >= 2);
+}
+
+TEST_CASE("stop closes the live connection gracefully and makes no more attempts") {
+  asio::io_context io;
+  plain_server server{io};
+  std::optional<std::error_code> server_read_end;
+  server.on_accept = [&](asio::ip::tcp::socket& socket) { close_after_eof(socket, server_read_end); };
+  server.accept_all();
+
+  line_client client{io, {.service = service_of(server.acceptor), .reconnect = true, .retry = {.initial = 10ms}}};
+  int connects = 0;
+  std::optional<close_reason> closed;
+  client.on_connect([&](auto&) { ++connects; });
+  client.on_close([&](auto&, close_reason why) { closed = why; });
+  client.start();
+  REQUIRE(run_until(io, [&] { return client.current() != nullptr; }));
+
+  client.stop();
+  CHECK(client.current() == nullptr);
+  REQUIRE(run_until(io, [&] { return closed.has_value() && server_read_end.has_value(); }));
+  CHECK(*closed == close_reason::local_close);
+  CHECK(*server_read_end == asio::error::eof);
+
+  server.acceptor.close();
+  CHECK(runs_out_of_work(io));
+  CHECK(connects == 1);
+  CHECK(server.accepted.size() == 1);
+}
+
+TEST_CASE("a goaway from a tether server makes the client reconnect right after the close") {
+  asio::io_context io;
+  auto listener = make_listener(io);
+  tether::timer_wheel server_wheel{io};
+  tether::connection_settings<tether::line_codec> server_settings;
+  std::vector<std::shared_ptr<line_server_connection>> served;
+  std::vector<close_reason> server_closes;
+  server_settings.on_close = [&](auto&, close_reason why) { server_closes.push_back(why); };
+  std::function<void()> accept_next = [&] {
+    listener.async_accept(io, [&](const std::error_code& ec, line_server_connection::socket_type socket) {
+      if (ec)
+        return;
+      served.push_back(line_server_connection::create(std::move(socket), server_settings, server_wheel));
+      served.back()->start();
+      accept_next();
+    });
+  };
+  accept_next();
+
+  // With every backoff delay drawn from [0, 20s], a reconnect within a second is the goaway's doing.
+  line_client client{io, {.service = service_of(listener), .reconnect = true,
+                          .retry = {.initial = 20s, .maximum = 20s}}};
+  int connects = 0;
+  int goaways = 0;
+  std::optional<close_reason> first_close;
+  bool going_away_at_close = false;
+  steady::time_point closed_at{};
+  steady::time_point reconnected_at{};
+  client.on_connect([&](auto&) {
+    if (++connects == 2)
+      reconnected_at = steady::now();
+  });
+  client.on_close([&](line_client::connection_type& conn, close_reason why) {
+    if (first_close)
+      return;
+    first_close = why;
+    going_away_at_close = conn.peer_going_away();
+    closed_at = steady::now();
+  });
+
+  SECTION("the server closes after its goaway") {
+    client.on_goaway([&](auto&) { ++goaways; });
+    client.start();
+    REQUIRE(run_until(io, [&] { return served.size() == 1; }));
+    served.front()->shut_down();
+    served.front()->close();
+    REQUIRE(run_until(io, [&] { return connects == 2 && served.size() == 2; }));
+    CHECK(*first_close == close_reason::peer_closed);
+  }
+  SECTION("the client finishes and closes when told to go away") {
+    client.on_goaway([&](line_client::connection_type& conn) {
+      ++goaways;
+      conn.close();
+    });
+    client.start();
+    REQUIRE(run_until(io, [&] { return served.size() == 1; }));
+    served.front()->shut_down();
+    REQUIRE(run_until(io, [&] { return connects == 2 && served.size() == 2 && !server_closes.empty(); }));
+    CHECK(*first_close == close_reason::local_close);
+    CHECK(server_closes.front() == close_reason::shutdown);
+  }
+
+  CHECK(goaways == 1);
+  CHECK(going_away_at_close);
+  CHECK(reconnected_at - closed_at < 1s);
+  CHECK(client.attempts() == 0);
+  CHECK(served.size() == 2);
+  REQUIRE(client.current() != nullptr);
+  CHECK(!client.current()->peer_going_away());
+}
+
+TEST_CASE("a heartbeat over the connector measures round trips against a tether server") {
+  asio::io_context io;
+  auto listener = make_listener(io);
+  tether::timer_wheel server_wheel{io};
+  tether::connection_settings<tether::line_codec> server_settings;
+  std::shared_ptr<line_server_connection> served;
+  listener.async_accept(io, [&](const std::error_code& ec, line_server_connection::socket_type socket) {
+    if (ec)
+      return;
+    served = line_server_connection::create(std::move(socket), server_settings, server_wheel);
+    served->start();
+  });
+
+  using policy = tether::liveness<tether::heartbeat>;
+  tether::connector<tether::line_codec, policy> client{
+      io, {.service = service_of(listener), .wheel = {.tick = 10ms}}, {}, policy{tether::heartbeat{.interval = 30ms}}};
+  std::vector<std::chrono::microseconds> round_trips;
+  client.on_heartbeat([&](auto&, std::chrono::microseconds rtt) { round_trips.push_back(rtt); });
+  client.start();
+
+  REQUIRE(run_until(io, [&] { return round_trips.size() >= 2; }));
+  CHECK(round_trips.front() > 0us);
+  CHECK(client.stats().heartbeats() >= 2);
+}
+
+TEST_CASE("a heartbeat timeout closes from the timer wheel and the connector reconnects") {
+  asio::io_context io;
+  plain_server silent{io};  // accepts and never answers a ping
+  silent.accept_all();
+
+  using policy = tether::liveness<tether::heartbeat>;
+  tether::connector<tether::line_codec, policy> client{
+      io,
+      {.service = service_of(silent.acceptor), .reconnect = true, .retry = {.initial = 10ms}, .wheel = {.tick = 10ms}},
+      {},
+      policy{tether::heartbeat{.interval = 30ms, .timeout = 60ms}}};
+  int connects = 0;
+  std::vector<close_reason> closes;
+  client.on_connect([&](auto&) { ++connects; });
+  client.on_close([&](auto&, close_reason why) { closes.push_back(why); });
+  client.start();
+
+  REQUIRE(run_until(io, [&] { return connects >= 2; }));
+  REQUIRE(!closes.empty());
+  CHECK(closes.front() == close_reason::heartbeat_timeout);
+  CHECK(client.stats().closed(close_reason::heartbeat_timeout) >= 1);
+}
+
+TEST_CASE("bind_source_address binds the address and leaves the port to connect") {
+  asio::io_context io;
+  auto listener = make_listener(io);
+
+  asio::ip::tcp::socket deferred{io};
+  deferred.open(asio::ip::tcp::v4());
+  const auto ec = tether::bind_source_address(deferred, second_loopback);
+  INFO(ec.message());
+  REQUIRE(!ec);
+  CHECK(deferred.local_endpoint().address() == second_loopback);
+  CHECK(deferred.local_endpoint().port() == 0);
+
+  deferred.connect(listener.local_endpoint());
+  CHECK(deferred.local_endpoint().address() == second_loopback);
+  CHECK(deferred.local_endpoint().port() != 0);
+  CHECK(listener.accept().remote_endpoint() == deferred.local_endpoint());
+
+  SECTION("a plain bind reserves a port at once") {
+    asio::ip::tcp::socket reserving{io};
+    reserving.open(asio::ip::tcp::v4());
+    reserving.bind({second_loopback, 0});
+    CHECK(reserving.local_endpoint().port() != 0);
+  }
+}
+
+TEST_CASE("a connector with a bind address connects from that address") {
+  asio::io_context io;
+  plain_server server{io};
+  server.accept_all();
+
+  line_client client{io, {.service = service_of(server.acceptor), .bind_address = second_loopback}};
+  std::optional<asio::ip::tcp::endpoint> local;
+  std::vector<connect_failure> failures;
+  client.on_connect([&](line_client::connection_type& conn) { local = conn.socket().local_endpoint(); });
+  client.on_connect_error([&](const std::error_code& error, std::chrono::milliseconds next_retry) {
+    failures.push_back({error, next_retry, steady::now(), client.attempts()});
+  });
+
+  SECTION("the server sees the bound address") {
+    client.start();
+    REQUIRE(run_until(io, [&] { return local.has_value() && server.accepted.size() == 1; }));
+    CHECK(local->address() == second_loopback);
+    CHECK(server.accepted.front().remote_endpoint().address() == second_loopback);
+    CHECK(server.accepted.front().remote_endpoint() == *local);
+  }
+  SECTION("destinations of the other address family are skipped") {
+    const asio::ip::address other_family = asio::ip::address_v6::loopback();
+    line_client mismatched{io, {.service = service_of(server.acceptor), .bind_address = other_family}};
+    std::optional<std::error_code> refused;
+    mismatched.on_connect_error([&](const std::error_code& error, std::chrono::milliseconds) { refused = error; });
+    mismatched.start();
+    REQUIRE(run_until(io, [&] { return refused.has_value(); }));
+    CHECK(*refused == asio::error::address_family_not_supported);
+    CHECK(server.accepted.empty());
+  }
+  CHECK(failures.empty());
+}
+
+TEST_CASE("destroying a connector cancels its work without running handlers") {
+  asio::io_context io;
+  int handler_calls = 0;
+
+  SECTION("during an attempt that hangs") {
+    auto listener = make_unresponsive_listener(io);
+    {
+      line_client client{io, {.service = service_of(listener.acceptor), .reconnect = true}};
+      client.on_connect_error([&](auto&, auto) { ++handler_calls; });
+      client.on_connect([&](auto&) { ++handler_calls; });
+      client.start();
+      REQUIRE(run_until(io, [&] { return client.attempts() == 1; }));
+      io.restart();
+      io.run_for(50ms);  // lets the resolve finish and the connect start
+      REQUIRE(client.attempts() == 1);
+    }
+    CHECK(runs_out_of_work(io));
+  }
+  SECTION("while connected") {
+    plain_server server{io};
+    std::optional<std::error_code> server_read_end;
+    server.on_accept = [&](asio::ip::tcp::socket& socket) { close_after_eof(socket, server_read_end); };
+    server.accept_all();
+    {
+      line_client client{io, {.service = service_of(server.acceptor), .reconnect = true}};
+      client.on_close([&](auto&, auto) { ++handler_calls; });
+      client.start();
+      REQUIRE(run_until(io, [&] { return client.current() != nullptr; }));
+      CHECK(client.stats().live() == 1);
+    }
+    REQUIRE(run_until(io, [&] { return server_read_end.has_value(); }));
+    CHECK(*server_read_end == asio::error::connection_reset);
+    server.acceptor.close();
+    CHECK(runs_out_of_work(io));
+  }
+  CHECK(handler_calls == 0);
+}
+
+TEST_CASE("a connector refuses a connect timeout that is not positive") {
+  asio::io_context io;
+  bool refused = false;
+  try {
+    line_client client{io, {.service = "1", .connect_timeout = 0ms}};
+  } catch (const std::invalid_argument&) {
+    refused = true;
+  }
+  CHECK(refused);
+}

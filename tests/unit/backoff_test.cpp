@@ -1,0 +1,158 @@
+#include "catch.hpp"
+
+#include <tether/backoff.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+using namespace std::chrono_literals;
+using tether::backoff;
+using tether::backoff_schedule;
+
+namespace {
+
+using seeded_schedule = backoff_schedule<std::mt19937_64>;
+
+constexpr std::uint64_t seed = 20240611;
+
+std::vector<std::chrono::milliseconds> draw(seeded_schedule& schedule, std::size_t count) {
+  std::vector<std::chrono::milliseconds> delays;
+  for (std::size_t i = 0; i < count; ++i)
+    delays.push_back(schedule.next_delay());
+  return delays;
+}
+
+template <class Make>
+bool refused_as_invalid(Make make) {
+  try {
+    make();
+  } catch (const std::invalid_argument&) {
+    return true;
+  }
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("backoff ceilings grow by the multiplier and stop at the maximum") {
+  const backoff policy{.initial = 100ms, .maximum = 1000ms, .multiplier = 2.0};
+  CHECK(policy.ceiling(0) == 100ms);
+  CHECK(policy.ceiling(1) == 200ms);
+  CHECK(policy.ceiling(2) == 400ms);
+  CHECK(policy.ceiling(3) == 800ms);
+  CHECK(policy.ceiling(4) == 1000ms);
+  CHECK(policy.ceiling(5) == 1000ms);
+
+  SECTION("a growth far past the cap does not overflow") {
+    CHECK(policy.ceiling(10'000) == 1000ms);
+    const backoff defaults{};
+    CHECK(defaults.ceiling(0) == 100ms);
+    CHECK(defaults.ceiling(1'000'000) == 30s);
+  }
+  SECTION("a fractional multiplier grows by its exact products") {
+    const backoff gentle{.initial = 100ms, .maximum = 1000ms, .multiplier = 1.5};
+    CHECK(gentle.ceiling(1) == 150ms);
+    CHECK(gentle.ceiling(2) == 225ms);
+    CHECK(gentle.ceiling(6) == 1000ms);
+  }
+  SECTION("a multiplier of one keeps the delay constant") {
+    const backoff constant{.initial = 250ms, .maximum = 1000ms, .multiplier = 1.0};
+    for (std::size_t retry = 0; retry < 20; ++retry)
+      CHECK(constant.ceiling(retry) == 250ms);
+  }
+  SECTION("a schedule walks the same ceilings as it hands out delays") {
+    seeded_schedule schedule{policy, std::mt19937_64{seed}};
+    const std::vector<std::chrono::milliseconds> expected{100ms, 200ms, 400ms, 800ms, 1000ms, 1000ms};
+    for (std::size_t retry = 0; retry < expected.size(); ++retry) {
+      CHECK(schedule.retries() == retry);
+      CHECK(schedule.next_ceiling() == expected[retry]);
+      schedule.next_delay();
+    }
+  }
+}
+
+TEST_CASE("every jittered delay lies between zero and its ceiling") {
+  const backoff policy{.initial = 10ms, .maximum = 5000ms, .multiplier = 3.0};
+  seeded_schedule schedule{policy, std::mt19937_64{seed}};
+  for (int round = 0; round < 200; ++round) {
+    for (std::size_t retry = 0; retry < 12; ++retry) {
+      const auto ceiling = schedule.next_ceiling();
+      REQUIRE(ceiling == policy.ceiling(retry));
+      const auto delay = schedule.next_delay();
+      REQUIRE(delay >= 0ms);
+      REQUIRE(delay <= ceiling);
+    }
+    schedule.reset();
+  }
+}
+
+TEST_CASE("jitter spreads delays across the whole interval") {
+  const backoff constant{.initial = 1000ms, .maximum = 1000ms, .multiplier = 1.0};
+  seeded_schedule schedule{constant, std::mt19937_64{seed}};
+  const auto delays = draw(schedule, 4000);
+
+  const auto [lowest, highest] = std::minmax_element(delays.begin(), delays.end());
+  CHECK(*lowest != *highest);
+  CHECK(*lowest < 50ms);
+  CHECK(*highest > 950ms);
+
+  std::chrono::milliseconds::rep total = 0;
+  for (const auto delay : delays)
+    total += delay.count();
+  const double mean = static_cast<double>(total) / static_cast<double>(delays.size());
+  // Uniform on [0, 1000]: mean 500, standard error about 4.6 for 4000 samples.
+  CHECK(mean > 450.0);
+  CHECK(mean < 550.0);
+
+  const auto below_half = std::count_if(delays.begin(), delays.end(), [](auto delay) { return delay < 500ms; });
+  CHECK(below_half > 1800);
+  CHECK(below_half < 2200);
+}
+
+TEST_CASE("a seeded schedule repeats its delays and differently seeded ones differ") {
+  const backoff policy{.initial = 100ms, .maximum = 10s, .multiplier = 2.0};
+  seeded_schedule first{policy, std::mt19937_64{seed}};
+  seeded_schedule again{policy, std::mt19937_64{seed}};
+  seeded_schedule other{policy, std::mt19937_64{seed + 1}};
+  const auto reference = draw(first, 32);
+  CHECK(draw(again, 32) == reference);
+  CHECK(draw(other, 32) != reference);
+}
+
+TEST_CASE("reset after a success starts again at the initial ceiling") {
+  const backoff policy{.initial = 50ms, .maximum = 800ms, .multiplier = 2.0};
+  seeded_schedule schedule{policy, std::mt19937_64{seed}};
+  draw(schedule, 5);
+  CHECK(schedule.retries() == 5);
+  CHECK(schedule.next_ceiling() == 800ms);
+
+  schedule.reset();
+  CHECK(schedule.retries() == 0);
+  CHECK(schedule.next_ceiling() == 50ms);
+  CHECK(schedule.next_delay() <= 50ms);
+  CHECK(schedule.next_ceiling() == 100ms);
+}
+
+TEST_CASE("a schedule seeded from the system draws within its ceiling") {
+  backoff_schedule<> schedule{backoff{.initial = 20ms, .maximum = 40ms}};
+  CHECK(schedule.next_delay() <= 20ms);
+  CHECK(schedule.next_delay() <= 40ms);
+  CHECK(schedule.next_delay() <= 40ms);
+}
+
+TEST_CASE("a policy that would never slow down is refused") {
+  CHECK(backoff{}.valid());
+  CHECK(!backoff{.initial = 0ms}.valid());
+  CHECK(!backoff{.initial = -5ms}.valid());
+  CHECK(!backoff{.initial = 100ms, .maximum = 50ms}.valid());
+  CHECK(!backoff{.multiplier = 0.5}.valid());
+  CHECK(!backoff{.multiplier = std::numeric_limits<double>::quiet_NaN()}.valid());
+  CHECK(refused_as_invalid([] { backoff_schedule<>{backoff{.initial = 0ms}}; }));
+  CHECK(refused_as_invalid([] { seeded_schedule{backoff{.multiplier = 0.9}, std::mt19937_64{seed}}; }));
+}
