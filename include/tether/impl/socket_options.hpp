@@ -29,6 +29,17 @@ std::chrono::milliseconds from_kernel_units(long long value) noexcept {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Unit{value});
 }
 
+// A kernel older than the option (Linux before 2.6.37 for TCP_USER_TIMEOUT, Windows before 1709, Wine)
+// answers ENOPROTOOPT: that is the platform lacking the option, reported as tether's not_supported code.
+inline std::error_code refused_as_unsupported(std::error_code ec, error unsupported) noexcept {
+#if defined(TETHER_PLATFORM_WINDOWS)
+  const bool lacks_option = ec.value() == WSAENOPROTOOPT;
+#else
+  const bool lacks_option = ec == std::errc::no_protocol_option;
+#endif
+  return lacks_option ? make_error_code(unsupported) : ec;
+}
+
 inline std::error_code set_socket_option(native_socket socket, const sockopt::keepalive& value) noexcept {
   if (!value.enabled)
     return set_int_option(socket, SOL_SOCKET, SO_KEEPALIVE, 0);
@@ -97,7 +108,8 @@ inline std::error_code set_socket_option(native_socket socket, const sockopt::us
     const long long timeout = to_kernel_units<platform::user_timeout_unit>(value.timeout);
     if (!platform::user_timeout_range.contains(timeout))
       return error::user_timeout_out_of_range;
-    return set_int_option(socket, IPPROTO_TCP, platform::user_timeout_option, static_cast<int>(timeout));
+    auto ec = set_int_option(socket, IPPROTO_TCP, platform::user_timeout_option, static_cast<int>(timeout));
+    return refused_as_unsupported(ec, error::user_timeout_not_supported);
   }
 }
 
@@ -109,7 +121,7 @@ inline std::error_code get_socket_option(native_socket socket, sockopt::user_tim
   } else {
     int timeout = 0;
     if (auto ec = get_int_option(socket, IPPROTO_TCP, platform::user_timeout_option, timeout))
-      return ec;
+      return refused_as_unsupported(ec, error::user_timeout_not_supported);
     value.timeout = from_kernel_units<platform::user_timeout_unit>(timeout);
     return {};
   }
