@@ -101,10 +101,11 @@ template <bool Timed>
 using liveness_node_base = std::conditional_t<Timed, wheel_node, no_wheel_node>;
 
 constexpr bool closes_abortively(close_reason reason) noexcept {
-  // A peer that is alive and merely idle, or a local decision, gets a FIN; everything else has a dead or
-  // misbehaving peer, where waiting for a FIN only holds resources.
-  return reason != close_reason::idle_timeout && reason != close_reason::local_close &&
-         reason != close_reason::shutdown && reason != close_reason::limit_exceeded;
+  // A peer that closed cleanly, is alive and merely idle, or meets a local decision gets a FIN after whatever
+  // is still queued for it; everything else has a dead or misbehaving peer, where a FIN only holds resources.
+  return reason != close_reason::peer_closed && reason != close_reason::idle_timeout &&
+         reason != close_reason::local_close && reason != close_reason::shutdown &&
+         reason != close_reason::limit_exceeded;
 }
 
 } // namespace detail
@@ -329,8 +330,13 @@ private:
       write_pending();
       return;
     }
-    if (phase_ == phase::draining)
+    if (phase_ == phase::draining) {
       shutdown_send();
+      if (peer_finished_) {
+        finish(reason_, close_detail_, {});
+        return;
+      }
+    }
     release_buffers_if_idle();
   }
 
@@ -501,15 +507,11 @@ private:
 
   // Maps a socket error to the reason the user sees.
   void fail(const std::error_code& ec) {
-    if (phase_ == phase::draining && ec == asio::error::eof) {
-      finish(reason_, close_detail_, {});
+    if (ec == asio::error::eof) {
+      peer_finished();
       return;
     }
-    if (ec == asio::error::eof && going_away_)
-      finish(close_reason::shutdown, "the peer closed after our goaway", {});
-    else if (ec == asio::error::eof)
-      finish(close_reason::peer_closed, "the peer closed the connection", {});
-    else if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+    if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
              ec == asio::error::connection_aborted)
       finish(close_reason::peer_reset, "the peer reset the connection", ec);
     else if (ec == asio::error::timed_out)
@@ -518,6 +520,23 @@ private:
       finish(close_reason::local_close, "an operation was cancelled", ec);
     else
       finish(close_reason::io_error, "socket error", ec);
+  }
+
+  // The peer sent FIN: it will send nothing more, but it may still read. What is queued for it is delivered
+  // (a half-closed peer gets every answer) before the connection closes, bounded by the graceful close timeout.
+  void peer_finished() {
+    peer_finished_ = true;
+    const bool unsent = buffers_ && (buffers_->write_in_flight || !buffers_->pending.empty());
+    if (phase_ == phase::open) {
+      const auto reason = going_away_ ? close_reason::shutdown : close_reason::peer_closed;
+      const auto detail = going_away_ ? "the peer closed after our goaway" : "the peer closed the connection";
+      if (unsent)
+        begin_graceful_close(reason, detail);
+      else
+        finish(reason, detail);
+    } else if (!unsent) {
+      finish(reason_, close_detail_);
+    }
   }
 
   void finish(close_reason reason, std::string_view detail, std::error_code ec = {}) {
@@ -567,6 +586,7 @@ private:
   close_reason reason_ = close_reason::local_close;
   bool peer_going_away_ = false;
   bool going_away_ = false;
+  bool peer_finished_ = false;
 };
 
 } // namespace tether

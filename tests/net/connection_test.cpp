@@ -3,6 +3,7 @@
 #include "loopback.hpp"
 #include "peers.hpp"
 
+#include <tether/codec/length_prefixed_codec.hpp>
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/liveness/heartbeat.hpp>
@@ -454,4 +455,78 @@ TEST_CASE("async_send follows the completion-token convention") {
 #else
   WARN("SKIPPED use_awaitable: this compiler and Asio 1.22 have no co_await support (the g++ build covers it)");
 #endif
+}
+
+TEST_CASE("a half-closed peer still receives every answer before the connection closes") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer client{io};
+  auto connection = server.accept_from(client);
+
+  std::string sent;
+  for (int line = 0; line < 200; ++line)
+    sent += std::string(10'000, static_cast<char>('a' + line % 26)) + "\n";
+  client.write(sent);
+  REQUIRE(run_until(io, [&] { return server.messages.size() == 200; }));
+  client.socket.shutdown(asio::socket_base::shutdown_send);
+
+  REQUIRE(run_until(io, [&] { return client.closed; }, 10s));
+  CHECK(client.error == asio::error::eof);
+  CHECK(client.received.size() == sent.size());
+  CHECK(client.received == sent);
+  REQUIRE(server.closed(*connection) != nullptr);
+  CHECK(server.closed(*connection)->reason == close_reason::peer_closed);
+}
+
+TEST_CASE("a slowloris trickling bytes without ever finishing a line is reaped") {
+  asio::io_context io;
+  const tether::idle_reaper reaper{.read_idle = 500ms};
+  echo_server server{io, tether::liveness{reaper}};
+  raw_peer trickler{io};
+  raw_peer honest{io};
+  const auto start = clock_type::now();
+  auto trickling = server.accept_from(trickler);
+  auto serving = server.accept_from(honest);
+
+  asio::steady_timer pacer{io};
+  std::function<void()> trickle = [&] {
+    trickler.write("x");
+    honest.write("real line\n");
+    pacer.expires_after(100ms);
+    pacer.async_wait([&](const std::error_code& ec) {
+      if (!ec && !trickler.closed)
+        trickle();
+    });
+  };
+  trickle();
+  REQUIRE(run_until(io, [&] { return server.closed(*trickling) != nullptr; }));
+  pacer.cancel();
+  const auto reaped = since(start, server.closed(*trickling)->at);
+  CHECK(server.closed(*trickling)->reason == close_reason::idle_timeout);
+  CHECK(reaped <= reaper.read_idle + tick + 150ms);
+  CHECK(serving->is_open());
+  CHECK(honest.count("real line\n") >= 4);
+}
+
+TEST_CASE("random bytes close only the connection that sent them") {
+  asio::io_context io;
+  echo_server server{io, tether::liveness<>{}, {}, tether::length_prefixed_codec{}};
+  raw_peer noisy{io};
+  raw_peer framed{io};
+  auto noise = server.accept_from(noisy);
+  auto serving = server.accept_from(framed);
+
+  std::mt19937 random{7};
+  std::string garbage(64 * 1024, '\0');
+  for (auto& byte : garbage)
+    byte = static_cast<char>(random());
+  noisy.write(garbage);
+  std::string frame;
+  tether::length_prefixed_codec{}.encode(tether::frame_kind::data, "still framed", frame);
+  framed.write(frame);
+
+  REQUIRE(run_until(io, [&] { return server.closed(*noise) != nullptr && framed.received == frame; }));
+  CHECK(server.closed(*noise)->reason == close_reason::protocol_error);
+  CHECK(serving->is_open());
+  CHECK(server.messages == std::vector<std::string>{"still framed"});
 }
