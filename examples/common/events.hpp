@@ -1,5 +1,6 @@
 // The examples' event lines: with --json one JSON object per line with an "event" field, otherwise the same
-// fields as a readable fmt line with the time since start.
+// fields as a readable fmt line with the time since start. Printers may be used from several threads: all of
+// them share stdout, so one lock keeps every line whole.
 #pragma once
 
 #include "json.hpp"
@@ -8,7 +9,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
+#include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -25,6 +29,12 @@ public:
   explicit event_printer(bool json) : json_(json) {}
 
   void print(std::string_view event, std::initializer_list<field> fields) const {
+    print(event, std::span<const field>{fields.begin(), fields.size()});
+  }
+
+  // For events whose fields are known only at run time.
+  void print(std::string_view event, std::span<const field> fields) const {
+    const std::lock_guard lock{stdout_mutex()};
     std::string line;
     if (json_) {
       line = "{\"event\":" + json_string(event);
@@ -42,6 +52,11 @@ public:
   }
 
 private:
+  static std::mutex& stdout_mutex() {
+    static std::mutex mutex;
+    return mutex;
+  }
+
   static std::string render(const std::variant<std::int64_t, std::string>& value, bool json) {
     if (const auto* number = std::get_if<std::int64_t>(&value))
       return std::to_string(*number);
