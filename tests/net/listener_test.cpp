@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -530,10 +531,17 @@ TEST_CASE("stop lets clients finish after a goaway and aborts the ones that igno
   REQUIRE(echo_round(client_io, polite, "hello"));
   REQUIRE(echo_round(client_io, deaf, "hello"));
 
+  // Megabytes of random text in flight when the stop begins: every byte must come back.
+  std::mt19937 random{11};
+  std::uniform_int_distribution<int> printable{' ', '~'};
+  std::string payload(500, ' ');
   for (std::size_t i = 0; i < polite.size(); ++i) {
     polite[i]->leave_after_goaway();
-    for (int line = 0; line < 2000; ++line)
-      polite[i]->send(fmt::format("client {} line {} in flight", i, line));
+    for (int line = 0; line < 2000; ++line) {
+      for (auto& c : payload)
+        c = static_cast<char>(printable(random));
+      polite[i]->send(fmt::format("client {} line {} {}", i, line, payload));
+    }
   }
   const auto stop_requested = std::chrono::steady_clock::now();
   std::raise(SIGUSR1);
