@@ -162,6 +162,7 @@ TEST_CASE("an abortive close resets the peer without TIME_WAIT while a graceful 
   SECTION("abortive") {
     auto pair = connect_pair(io, listener);
     const auto port = pair.client.local_endpoint().port();
+    const auto server_port = listener.local_endpoint().port();
     require_set(pair.client, sockopt::linger::abortive());
     pair.client.close();
 
@@ -169,12 +170,13 @@ TEST_CASE("an abortive close resets the peer without TIME_WAIT while a graceful 
     asio::error_code ec;
     pair.server.read_some(asio::buffer(&byte, 1), ec);
     CHECK(ec == asio::error::connection_reset);
-    const auto states = tether::test::tcp_states_on_local_port(port);
+    const auto states = tether::test::tcp_states_of(port, server_port);
     CHECK(std::count(states.begin(), states.end(), tether::test::proc_tcp_time_wait) == 0);
   }
   SECTION("graceful") {
     auto pair = connect_pair(io, listener);
     const auto port = pair.client.local_endpoint().port();
+    const auto server_port = listener.local_endpoint().port();
     pair.client.close();
 
     char byte = 0;
@@ -183,7 +185,7 @@ TEST_CASE("an abortive close resets the peer without TIME_WAIT while a graceful 
     CHECK(ec == asio::error::eof);
     pair.server.close();
     CHECK(tether::test::eventually([&] {
-      const auto states = tether::test::tcp_states_on_local_port(port);
+      const auto states = tether::test::tcp_states_of(port, server_port);
       return std::count(states.begin(), states.end(), tether::test::proc_tcp_time_wait) == 1;
     }));
   }
@@ -192,6 +194,7 @@ TEST_CASE("an abortive close resets the peer without TIME_WAIT while a graceful 
 TEST_CASE("reuse_address lets a listener rebind at once over TIME_WAIT and without it bind fails") {
   asio::io_context io;
   std::uint16_t port = 0;
+  std::uint16_t client_port = 0;
   {
     // Linux lets a bind pass a TIME_WAIT entry only when both the new socket and the one that left the entry
     // (inherited from the old listener) set SO_REUSEADDR, as a restarted server would.
@@ -201,6 +204,7 @@ TEST_CASE("reuse_address lets a listener rebind at once over TIME_WAIT and witho
     listener.listen();
     port = listener.local_endpoint().port();
     auto pair = connect_pair(io, listener);
+    client_port = pair.client.local_endpoint().port();
     // The server closes first, so the server side of the connection holds the listening port in TIME_WAIT.
     pair.server.close();
     char byte = 0;
@@ -209,7 +213,7 @@ TEST_CASE("reuse_address lets a listener rebind at once over TIME_WAIT and witho
     pair.client.close();
   }
   REQUIRE(tether::test::eventually([&] {
-    const auto states = tether::test::tcp_states_on_local_port(port);
+    const auto states = tether::test::tcp_states_of(port, client_port);
     return std::count(states.begin(), states.end(), tether::test::proc_tcp_time_wait) == 1;
   }));
 

@@ -36,8 +36,9 @@ inline socket_pair connect_pair(asio::io_context& io, asio::ip::tcp::acceptor& a
   return {std::move(client), std::move(server)};
 }
 
-// Linux numbers TCP states as /proc/net/tcp prints them (hex): 01 established, 06 time_wait.
-inline std::vector<int> tcp_states_on_local_port(std::uint16_t port) {
+// Linux numbers TCP states as /proc/net/tcp prints them (hex): 01 established, 06 time_wait. Matching both
+// ports names one connection: a local port alone may still hold an older connection's TIME_WAIT entry.
+inline std::vector<int> tcp_states_of(std::uint16_t local_port, std::uint16_t remote_port) {
   std::vector<int> states;
   std::ifstream table{"/proc/net/tcp"};
   std::string line;
@@ -46,10 +47,12 @@ inline std::vector<int> tcp_states_on_local_port(std::uint16_t port) {
     std::istringstream fields{line};
     std::string slot, local, remote, state;
     fields >> slot >> local >> remote >> state;
-    const auto colon = local.find(':');
-    if (colon == std::string::npos)
+    const auto local_colon = local.find(':');
+    const auto remote_colon = remote.find(':');
+    if (local_colon == std::string::npos || remote_colon == std::string::npos)
       continue;
-    if (std::stoul(local.substr(colon + 1), nullptr, 16) == port)
+    if (std::stoul(local.substr(local_colon + 1), nullptr, 16) == local_port &&
+        std::stoul(remote.substr(remote_colon + 1), nullptr, 16) == remote_port)
       states.push_back(static_cast<int>(std::stoul(state, nullptr, 16)));
   }
   return states;
