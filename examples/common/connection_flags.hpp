@@ -1,0 +1,119 @@
+// The flags that choose a connection's codec and liveness strategies, shared by echo_server and echo_client, and
+// the dispatch that turns them into types. tether fixes the strategies at compile time (tether::liveness<S...>),
+// so each combination the flags can ask for is one instantiation, chosen once at startup; a strategy whose flag
+// is absent is not in the pack and costs nothing.
+#pragma once
+
+#include "cli.hpp"
+
+#include <tether/codec/length_prefixed_codec.hpp>
+#include <tether/codec/line_codec.hpp>
+#include <tether/liveness/heartbeat.hpp>
+#include <tether/liveness/idle_reaper.hpp>
+#include <tether/liveness/liveness.hpp>
+#include <tether/liveness/tcp_keepalive.hpp>
+#include <tether/liveness/user_timeout.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <array>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
+
+namespace examples {
+
+enum class codec_choice { line, length };
+
+struct connection_flags {
+  codec_choice codec = codec_choice::line;
+  std::optional<tether::tcp_keepalive> keepalive;
+  std::optional<tether::user_timeout> user_timeout;
+  std::optional<tether::heartbeat> heartbeat;
+};
+
+// Values the parsers accept can still lie outside what this kernel takes (keepalive idle above 32767 s on Linux);
+// trying them on a scratch socket turns that into a usage error now rather than every connection failing later.
+template <class Strategy>
+void check_on_this_platform(const Strategy& strategy, std::string_view flag, std::string_view form,
+                            std::string_view given) {
+  asio::io_context scratch;
+  asio::ip::tcp::socket probe{scratch, asio::ip::tcp::v4()};
+  if (const std::error_code refused = strategy.apply(probe.native_handle()))
+    throw usage_error{"bad value '" + std::string{given} + "' for " + std::string{flag} + ": " + refused.message() +
+                      " (" + std::string{flag} + " " + std::string{form} + ")"};
+}
+
+inline void add_connection_flags(flag_parser& flags, connection_flags& chosen) {
+  flags.value("--codec", "line|length", [&chosen](std::string_view v) {
+    if (v != "line" && v != "length")
+      return false;
+    chosen.codec = v == "line" ? codec_choice::line : codec_choice::length;
+    return true;
+  });
+  flags.value("--keepalive", "IDLE,INTERVAL,COUNT (e.g. 60s,10s,3)", [&chosen](std::string_view v) {
+    chosen.keepalive = parse_keepalive(v);
+    if (chosen.keepalive)
+      check_on_this_platform(*chosen.keepalive, "--keepalive", "IDLE,INTERVAL,COUNT", v);
+    return chosen.keepalive.has_value();
+  });
+  flags.value("--user-timeout", "DUR above 0 (e.g. 30s)", [&chosen](std::string_view v) {
+    const auto timeout = parse_duration(v);
+    if (!timeout || timeout->count() == 0)
+      return false;
+    chosen.user_timeout = tether::user_timeout{*timeout};
+    check_on_this_platform(*chosen.user_timeout, "--user-timeout", "DUR", v);
+    return true;
+  });
+  flags.value("--heartbeat", "INTERVAL,TIMEOUT (e.g. 15s,5s)", [&chosen](std::string_view v) {
+    chosen.heartbeat = parse_heartbeat(v);
+    return chosen.heartbeat.has_value();
+  });
+}
+
+// Calls run(codec) with the codec the flags chose.
+template <class Run>
+auto with_codec(codec_choice choice, Run&& run) {
+  if (choice == codec_choice::length)
+    return run(tether::length_prefixed_codec{});
+  return run(tether::line_codec{});
+}
+
+// Calls run(tether::liveness<Chosen...>{...}) with exactly the candidates that are present, in tuple order. Each
+// level of the recursion decides one candidate and branches into "with it" and "without it", so n candidates
+// instantiate run for all 2^n subsets and pick one of them at run time.
+template <std::size_t Next = 0, class... Candidates, class Run, class... Chosen>
+int with_liveness(const std::tuple<std::optional<Candidates>...>& candidates, Run&& run, const Chosen&... chosen) {
+  if constexpr (Next == sizeof...(Candidates)) {
+    return run(tether::liveness<Chosen...>{chosen...});
+  } else {
+    if (const auto& candidate = std::get<Next>(candidates))
+      return with_liveness<Next + 1>(candidates, run, chosen..., *candidate);
+    return with_liveness<Next + 1>(candidates, run, chosen...);
+  }
+}
+
+constexpr std::string_view strategy_name(std::type_identity<tether::tcp_keepalive>) noexcept { return "tcp_keepalive"; }
+constexpr std::string_view strategy_name(std::type_identity<tether::user_timeout>) noexcept { return "user_timeout"; }
+constexpr std::string_view strategy_name(std::type_identity<tether::heartbeat>) noexcept { return "heartbeat"; }
+constexpr std::string_view strategy_name(std::type_identity<tether::idle_reaper>) noexcept { return "idle_reaper"; }
+
+// The strategies of a liveness pack for the start-up line: "tcp_keepalive+heartbeat", or "none".
+template <class... Strategies>
+std::string strategy_names(const tether::liveness<Strategies...>&) {
+  const std::array<std::string_view, sizeof...(Strategies)> names{strategy_name(std::type_identity<Strategies>{})...};
+  std::string joined;
+  for (const std::string_view name : names)
+    joined += (joined.empty() ? "" : "+") + std::string{name};
+  return joined.empty() ? "none" : joined;
+}
+
+constexpr std::string_view codec_name(const tether::line_codec&) noexcept { return "line"; }
+constexpr std::string_view codec_name(const tether::length_prefixed_codec&) noexcept { return "length"; }
+
+} // namespace examples

@@ -1,0 +1,240 @@
+// echo_server: a tether::listener that sends every message back, with each liveness strategy behind a flag.
+//
+//   echo_server --listen 127.0.0.1:7000 --heartbeat 15s,5s --idle-timeout 5min --json
+#include "common/cli.hpp"
+#include "common/events.hpp"
+#include "common/connection_flags.hpp"
+#include "common/socket_report.hpp"
+
+#include <tether/close_reason.hpp>
+#include <tether/listener.hpp>
+#include <tether/liveness/idle_reaper.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--codec line|length]
+                   [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
+                   [--idle-timeout DUR] [--max-connections N] [--max-per-address N] [--json]
+
+Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
+2min). A liveness strategy runs only when its flag is given.
+
+  --listen ADDR:PORT               where to listen: 127.0.0.1:7000, [::1]:7000; port 0 picks a free one
+  --threads N                      N shards, each on its own thread with its own acceptor on the port
+                                   (SO_REUSEPORT when N > 1); default 1
+  --codec line|length              framing: one message per line (default) or a 4-byte length prefix
+  --keepalive IDLE,INTERVAL,COUNT  kernel keepalive: after IDLE without traffic, COUNT probes INTERVAL apart
+  --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
+  --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
+                                   TIMEOUT of the ping
+  --idle-timeout DUR               close connections that carried no message in either direction for DUR
+                                   (heartbeats do not count)
+  --max-connections N              refuse connections beyond N open at once; default 0, unlimited
+  --max-per-address N              refuse more than N open connections per remote address; default 0, unlimited
+  --json                           one JSON object per line on stdout, with an "event" field
+  --help                           print this text
+
+Prints the listening socket's options as the kernel holds them, then one line per event: listening, accepted
+(with the connection's options), heartbeat (rtt_us), rejected (reason), closed (reason, detail, after_ms since
+the last byte received), stopping, and stopped (counts per close reason).
+
+Runs until SIGINT or SIGTERM, then stops accepting, sends goaway to every peer, resets connections still open
+5s later, prints the summary and exits 0. Exit status 1 when it cannot listen, 2 for a bad command line.
+)";
+
+// How long stop() lets peers finish after goaway before their connections are reset.
+constexpr std::chrono::seconds stop_deadline{5};
+
+struct server_options {
+  asio::ip::tcp::endpoint listen;
+  std::size_t threads = 1;
+  examples::connection_flags connection;
+  std::optional<tether::idle_reaper> idle_reaper;
+  std::size_t max_connections = 0;
+  std::size_t max_per_address = 0;
+  bool json = false;
+};
+
+// Returns nullopt when --help asked for the usage text instead.
+std::optional<server_options> parse_command_line(int argc, char** argv) {
+  server_options options;
+  bool listen_given = false;
+  bool help = false;
+  examples::flag_parser flags;
+  flags.value("--listen", "ADDR:PORT (e.g. 127.0.0.1:7000 or [::1]:7000)", [&](std::string_view v) {
+    const auto endpoint = examples::parse_endpoint(v);
+    if (!endpoint)
+      return false;
+    options.listen = *endpoint;
+    listen_given = true;
+    return true;
+  });
+  flags.value("--threads", "N (1..64)", [&](std::string_view v) {
+    const auto n = examples::parse_integer<std::size_t>(v);
+    if (!n || *n < 1 || *n > 64)
+      return false;
+    options.threads = *n;
+    return true;
+  });
+  examples::add_connection_flags(flags, options.connection);
+  flags.value("--idle-timeout", "DUR above 0 (e.g. 5min)", [&](std::string_view v) {
+    const auto idle = examples::parse_duration(v);
+    if (!idle || idle->count() == 0)
+      return false;
+    options.idle_reaper = tether::idle_reaper{.all_idle = *idle};
+    return true;
+  });
+  flags.value("--max-connections", "N (0 = unlimited)", [&](std::string_view v) {
+    const auto n = examples::parse_integer<std::size_t>(v);
+    if (!n)
+      return false;
+    options.max_connections = *n;
+    return true;
+  });
+  flags.value("--max-per-address", "N (0 = unlimited)", [&](std::string_view v) {
+    const auto n = examples::parse_integer<std::size_t>(v);
+    if (!n)
+      return false;
+    options.max_per_address = *n;
+    return true;
+  });
+  flags.toggle("--json", [&] { options.json = true; });
+  flags.toggle("--help", [&] { help = true; });
+  flags.parse(argc, argv);
+  if (help)
+    return std::nullopt;
+  if (!listen_given)
+    throw examples::usage_error{"--listen is required: --listen ADDR:PORT"};
+  return options;
+}
+
+std::string_view signal_name(int signal) { return signal == SIGINT ? "SIGINT" : "SIGTERM"; }
+
+std::int64_t milliseconds_since(std::chrono::steady_clock::time_point then) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - then).count();
+}
+
+template <class Codec, class Liveness>
+int serve(const server_options& options, const Codec& codec, const Liveness& liveness) {
+  const examples::event_printer events{options.json};
+  const std::string strategies = examples::strategy_names(liveness);
+  asio::io_context io{1};
+  tether::listener<Codec, Liveness> server{io,
+                                           {.address = options.listen.address(),
+                                            .port = options.listen.port(),
+                                            .reuse_port = options.threads > 1,
+                                            .threads = options.threads,
+                                            .max_connections = options.max_connections,
+                                            .max_per_address = options.max_per_address},
+                                           codec, liveness};
+  using connection_type = typename tether::listener<Codec, Liveness>::connection_type;
+  // Shards run their handlers concurrently, hence an atomic; the printer serialises its own lines.
+  std::atomic<std::uint64_t> echoed{0};
+
+  server.on_accept([&](connection_type& conn) {
+    std::vector<examples::field> fields{{"remote", examples::endpoint_text(conn.remote())},
+                                        {"live", static_cast<std::int64_t>(server.connections())}};
+    for (auto& option : examples::connection_option_fields(conn.socket().native_handle()))
+      fields.push_back(std::move(option));
+    events.print("accepted", fields);
+  });
+  server.on_message([&](connection_type& conn, std::string_view message) {
+    // A refused send closes the connection (backpressure) or finds it closing; on_close reports either.
+    if (!conn.send(message))
+      echoed.fetch_add(1, std::memory_order_relaxed);
+  });
+  server.on_heartbeat([&](connection_type& conn, std::chrono::microseconds rtt) {
+    events.print("heartbeat", {{"remote", examples::endpoint_text(conn.remote())}, {"rtt_us", rtt.count()}});
+  });
+  server.on_reject([&](const asio::ip::tcp::endpoint& peer, tether::close_reason why) {
+    events.print("rejected",
+                 {{"remote", examples::endpoint_text(peer)}, {"reason", std::string{tether::name(why)}}});
+  });
+  server.on_close([&](connection_type& conn, tether::close_reason why) {
+    std::vector<examples::field> fields{{"remote", examples::endpoint_text(conn.remote())},
+                                        {"reason", std::string{tether::name(why)}},
+                                        {"detail", std::string{conn.close_detail()}},
+                                        {"after_ms", milliseconds_since(conn.last_received())}};
+    // Other reasons name the failure already; after a clean close the error can still hold the peer's reset.
+    if (why == tether::close_reason::io_error)
+      fields.push_back({"error", conn.close_error().message()});
+    events.print("closed", fields);
+  });
+
+  asio::signal_set signals{io, SIGINT, SIGTERM};
+  if (const std::error_code ec = server.start()) {
+    fmt::print(stderr, "echo_server: cannot listen on {}: {}\n", examples::endpoint_text(options.listen), ec.message());
+    return 1;
+  }
+  std::vector<examples::field> listening{{"address", examples::endpoint_text(server.local_endpoint())},
+                                         {"threads", static_cast<std::int64_t>(options.threads)},
+                                         {"codec", std::string{examples::codec_name(codec)}},
+                                         {"liveness", strategies}};
+  if (const auto acceptor = examples::find_listening_socket(server.local_endpoint())) {
+    for (auto& option : examples::listener_option_fields(*acceptor))
+      listening.push_back(std::move(option));
+  }
+  events.print("listening", listening);
+
+  signals.async_wait([&](const std::error_code& ec, int signal) {
+    if (ec)
+      return;
+    events.print("stopping", {{"signal", std::string{signal_name(signal)}},
+                              {"live", static_cast<std::int64_t>(server.connections())},
+                              {"deadline_ms", std::chrono::milliseconds{stop_deadline}.count()}});
+    server.stop(stop_deadline);
+  });
+  // Returns once stop() has closed every connection and joined the shards' threads.
+  io.run();
+
+  const tether::stats& stats = server.stats();
+  std::vector<examples::field> summary{{"opened", static_cast<std::int64_t>(stats.opened())},
+                                       {"echoed", static_cast<std::int64_t>(echoed.load())},
+                                       {"heartbeats", static_cast<std::int64_t>(stats.heartbeats())}};
+  for (std::size_t i = 0; i < tether::close_reason_count; ++i) {
+    const auto reason = static_cast<tether::close_reason>(i);
+    if (const auto count = stats.closed(reason))
+      summary.push_back({tether::name(reason), static_cast<std::int64_t>(count)});
+  }
+  events.print("stopped", summary);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::optional<server_options> options;
+  try {
+    options = parse_command_line(argc, argv);
+  } catch (const examples::usage_error& e) {
+    fmt::print(stderr, "echo_server: {}\n", e.what());
+    return 2;
+  }
+  if (!options) {
+    fmt::print("{}", usage);
+    return 0;
+  }
+  const auto candidates = std::tuple{options->connection.keepalive, options->connection.user_timeout,
+                                     options->connection.heartbeat, options->idle_reaper};
+  return examples::with_codec(options->connection.codec, [&](const auto& codec) {
+    return examples::with_liveness(candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); });
+  });
+}

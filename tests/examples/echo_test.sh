@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Runs echo_server and echo_client on loopback and checks their command lines, exit statuses and events.
+#   echo_test.sh ECHO_SERVER ECHO_CLIENT SCENARIO
+# Every server listens on port 0 and the port is read from its "listening" event, so scenarios run in parallel.
+# Every wait is bounded; the trap kills whatever a scenario left running.
+set -uo pipefail
+
+server_bin=$1 client_bin=$2 scenario=$3
+work=$(mktemp -d)
+server_pid=""
+
+cleanup() {
+  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL ($scenario): $*" >&2
+  for log in "$work"/*; do
+    [ -f "$log" ] && { echo "--- $(basename "$log")"; tail -n 40 "$log"; }
+  done >&2
+  exit 1
+}
+
+# Every line of the file is a JSON object with an "event" field.
+check_json_lines() {
+  python3 - "$1" <<'EOF' || fail "$1 holds a line that is not a JSON event"
+import json, sys
+with open(sys.argv[1]) as lines:
+    for number, line in enumerate(lines, 1):
+        event = json.loads(line)
+        if not isinstance(event, dict) or "event" not in event:
+            sys.exit(f"line {number} has no event field: {line}")
+EOF
+}
+
+# How many events of a kind the file holds, optionally with one field equal to a value: count FILE EVENT [FIELD VALUE]
+count() {
+  python3 - "$@" <<'EOF'
+import json, sys
+path, kind = sys.argv[1], sys.argv[2]
+field, value = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else (None, None)
+with open(path) as lines:
+    events = [json.loads(line) for line in lines if line.strip()]
+print(sum(1 for e in events if e["event"] == kind and (field is None or str(e.get(field)) == value)))
+EOF
+}
+
+# start_server ARGS...: runs the server with --json on a free port and sets $port once it listens.
+start_server() {
+  : >"$work/server.out"
+  "$server_bin" --listen 127.0.0.1:0 --json "$@" >"$work/server.out" 2>"$work/server.err" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*"event":"listening","address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$work/server.out")
+    [ -n "$port" ] && return
+    kill -0 "$server_pid" 2>/dev/null || fail "the server exited before listening"
+    sleep 0.1
+  done
+  fail "the server did not listen within 10s"
+}
+
+# stop_server: SIGTERM, then waits (bounded), sets $server_status and checks that the output is JSON events.
+stop_server() {
+  kill -TERM "$server_pid"
+  for _ in $(seq 100); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$server_pid" 2>/dev/null && fail "the server still runs 10s after SIGTERM"
+  wait "$server_pid"
+  server_status=$?
+  server_pid=""
+  check_json_lines "$work/server.out"
+}
+
+# run_client NAME ARGS...: runs the client with --json, bounded, and sets $client_status; output in $work/NAME.out.
+run_client() {
+  local name=$1
+  shift
+  timeout 60 "$client_bin" --connect "127.0.0.1:$port" --json "$@" >"$work/$name.out" 2>"$work/$name.err"
+  client_status=$?
+  [ "$client_status" -eq 124 ] && fail "$name did not finish within 60s"
+  check_json_lines "$work/$name.out"
+}
+
+# expect_usage_error BINARY FLAG ARGS...: exit status 2 and one line on stderr that names FLAG.
+expect_usage_error() {
+  local binary=$1 flag=$2
+  shift 2
+  timeout 10 "$binary" "$@" >"$work/usage.out" 2>"$work/usage.err"
+  local status=$?
+  [ "$status" -eq 2 ] || fail "$(basename "$binary") $* exited $status, expected 2"
+  [ "$(wc -l <"$work/usage.err")" -eq 1 ] || fail "$(basename "$binary") $* printed more or less than one line"
+  grep -q -- "$flag" "$work/usage.err" || fail "$(basename "$binary") $*: the error does not name $flag"
+}
+
+case $scenario in
+usage)
+  s=$server_bin c=$client_bin
+  expect_usage_error "$s" --listen
+  expect_usage_error "$s" --listen --listen 127.0.0.1
+  expect_usage_error "$s" --listen --listen
+  expect_usage_error "$s" --threads --listen 127.0.0.1:0 --threads 0
+  expect_usage_error "$s" --codec --listen 127.0.0.1:0 --codec json
+  expect_usage_error "$s" --keepalive --listen 127.0.0.1:0 --keepalive 60s,10s
+  expect_usage_error "$s" --keepalive --listen 127.0.0.1:0 --keepalive 10h,10s,3
+  expect_usage_error "$s" --user-timeout --listen 127.0.0.1:0 --user-timeout 5sec
+  expect_usage_error "$s" --heartbeat --listen 127.0.0.1:0 --heartbeat 0s,1s
+  expect_usage_error "$s" --idle-timeout --listen 127.0.0.1:0 --idle-timeout 1.5s
+  expect_usage_error "$s" --max-per-address --listen 127.0.0.1:0 --max-per-address -1
+  expect_usage_error "$s" --verbose --listen 127.0.0.1:0 --verbose
+  expect_usage_error "$c" --connect --messages 2
+  expect_usage_error "$c" --connect --connect localhost:7000
+  expect_usage_error "$c" --bind --connect 127.0.0.1:7000 --bind 127.0.0.1:5
+  expect_usage_error "$c" --connections --connect 127.0.0.1:7000 --connections 0
+  expect_usage_error "$c" --messages --connect 127.0.0.1:7000 --messages
+  expect_usage_error "$c" --pause --connect 127.0.0.1:7000 --pause 1m
+  expect_usage_error "$c" --timeout --connect 127.0.0.1:7000 --timeout 0s
+  expect_usage_error "$c" --message --connect 127.0.0.1:7000 --message "$(printf 'two\nlines')"
+  for binary in "$s" "$c"; do
+    timeout 10 "$binary" --help >"$work/help.out" 2>&1 || fail "$(basename "$binary") --help did not exit 0"
+    grep -q "^usage: $(basename "$binary") " "$work/help.out" ||
+      fail "$(basename "$binary") --help prints no usage line"
+  done
+  ;;
+
+round-trip)
+  # Besides the defaults: two shards sharing the port, the length codec, every kernel strategy, a source address.
+  for variant in "" "--threads 2 --codec length --keepalive 30s,5s,4 --user-timeout 10s"; do
+    # shellcheck disable=SC2086 # the variant is a list of flags
+    start_server $variant
+    client_flags=$([ -n "$variant" ] && echo "--codec length --keepalive 30s,5s,4 --user-timeout 10s --bind 127.0.0.2")
+    # shellcheck disable=SC2086
+    run_client client --connections 3 --messages 4 --pause 0ms --message "echo me" $client_flags
+    [ "$client_status" -eq 0 ] || fail "the client exited $client_status, expected 0"
+    [ "$(count "$work/client.out" echo)" -eq 12 ] || fail "expected 12 echo events"
+    [ "$(count "$work/client.out" connected)" -eq 3 ] || fail "expected 3 connected events"
+    python3 - "$work/client.out" <<'EOF' || fail "an echo event lacks a positive rtt_us"
+import json, sys
+echoes = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "echo"]
+sys.exit(not all(isinstance(e["rtt_us"], int) and e["rtt_us"] > 0 for e in echoes))
+EOF
+    if [ -n "$variant" ]; then
+      grep -q '"event":"connected".*"keepalive":"30s,5s,4","user_timeout":"10s"' "$work/client.out" ||
+        fail "the client's connected events do not show the effective keepalive and user timeout"
+      grep -q '"event":"listening".*"reuse_port":"on"' "$work/server.out" || fail "two shards but no reuse_port"
+      [ "$(grep -c '"event":"accepted","remote":"127\.0\.0\.2:' "$work/server.out")" -eq 3 ] ||
+        fail "the connections did not come from the --bind address"
+    fi
+    stop_server
+    [ "$server_status" -eq 0 ] || fail "the server exited $server_status after SIGTERM"
+    [ "$(count "$work/server.out" accepted)" -eq 3 ] || fail "expected 3 accepted events"
+    [ "$(count "$work/server.out" closed reason peer_closed)" -eq 3 ] || fail "expected 3 peer_closed events"
+    [ "$(count "$work/server.out" stopped echoed 12)" -eq 1 ] || fail "the summary does not count 12 echoes"
+  done
+  ;;
+
+closed-port)
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  run_client client --messages 1
+  [ "$client_status" -eq 1 ] || fail "the client exited $client_status against a closed port, expected 1"
+  [ "$(count "$work/client.out" connect_failed)" -eq 1 ] || fail "expected one connect_failed event"
+  [ -s "$work/client.err" ] || fail "the client did not say why it failed"
+  ;;
+
+idle-timeout)
+  start_server --idle-timeout 300ms
+  run_client plain --messages 3 --pause 1s
+  [ "$client_status" -eq 1 ] || fail "without --reconnect the client exited $client_status, expected 1"
+  [ "$(count "$work/plain.out" failed)" -eq 1 ] || fail "the client did not report the failure"
+  run_client reconnecting --messages 3 --pause 1s --reconnect
+  [ "$client_status" -eq 0 ] || fail "with --reconnect the client exited $client_status, expected 0"
+  [ "$(count "$work/reconnecting.out" echo)" -eq 3 ] || fail "with --reconnect expected 3 echoes"
+  stop_server
+  [ "$(count "$work/server.out" closed reason idle_timeout)" -ge 3 ] || fail "expected idle_timeout closes"
+  python3 - "$work/server.out" <<'EOF' || fail "an idle_timeout close does not report after_ms near 300"
+import json, sys
+closes = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "closed" and e["reason"] == "idle_timeout"]
+sys.exit(not all(250 <= e["after_ms"] <= 1000 and e["detail"] for e in closes))
+EOF
+  ;;
+
+limits)
+  start_server --max-per-address 1
+  run_client plain --connections 3 --messages 2 --pause 200ms
+  [ "$client_status" -eq 1 ] || fail "two of three connections were refused, yet the client exited $client_status"
+  [ "$(count "$work/server.out" rejected reason limit_exceeded)" -ge 2 ] || fail "expected limit_exceeded rejections"
+  run_client reconnecting --connections 3 --messages 2 --pause 200ms --reconnect
+  [ "$client_status" -eq 0 ] || fail "with --reconnect the refused connections should get their turn"
+  stop_server
+  [ "$(count "$work/server.out" stopped)" -eq 1 ] || fail "no summary"
+  ;;
+
+sigterm)
+  start_server
+  timeout 60 "$client_bin" --connect "127.0.0.1:$port" --json --messages 100 --pause 100ms \
+    >"$work/client.out" 2>"$work/client.err" &
+  client_pid=$!
+  for _ in $(seq 100); do
+    [ "$(count "$work/server.out" accepted)" -eq 1 ] && break
+    sleep 0.1
+  done
+  started=$(date +%s%N)
+  stop_server
+  elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+  [ "$server_status" -eq 0 ] || fail "the server exited $server_status after SIGTERM, expected 0"
+  last_event=$(tail -n 1 "$work/server.out" | python3 -c 'import json, sys; print(json.load(sys.stdin)["event"])')
+  [ "$last_event" = stopped ] ||
+    fail "the server's last line is not the stopped summary"
+  [ "$(count "$work/server.out" closed reason shutdown)" -eq 1 ] ||
+    fail "the client's connection did not close with shutdown"
+  [ "$elapsed_ms" -lt 4000 ] || fail "the server took ${elapsed_ms}ms although its client left after goaway"
+  wait "$client_pid"
+  client_status=$?
+  [ "$client_status" -eq 1 ] || fail "the client exited $client_status after goaway without --reconnect, expected 1"
+  [ "$(count "$work/client.out" goaway)" -eq 1 ] || fail "the client saw no goaway"
+  ;;
+
+heartbeat)
+  start_server --heartbeat 200ms,1s
+  run_client client --heartbeat 200ms,1s --messages 2 --pause 1s
+  [ "$client_status" -eq 0 ] || fail "the client exited $client_status, expected 0"
+  python3 - "$work/client.out" <<'EOF' || fail "expected heartbeat events with a positive rtt_us"
+import json, sys
+beats = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "heartbeat"]
+sys.exit(not beats or not all(isinstance(e["rtt_us"], int) and e["rtt_us"] > 0 for e in beats))
+EOF
+  stop_server
+  [ "$(count "$work/server.out" closed reason peer_closed)" -eq 1 ] || fail "heartbeats should keep the connection up"
+  ;;
+
+*)
+  fail "unknown scenario"
+  ;;
+esac
+echo "PASS ($scenario)"
