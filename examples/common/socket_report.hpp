@@ -13,14 +13,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
-#include <sys/socket.h>
-#include <unistd.h>
 
 namespace examples {
 
@@ -93,27 +90,6 @@ inline std::vector<field> listener_option_fields(tether::native_socket socket) {
   fields.push_back(detail::read_back<tether::sockopt::reuse_address>("reuse_address", socket));
   fields.push_back(detail::read_back<tether::sockopt::reuse_port>("reuse_port", socket));
   return fields;
-}
-
-// tether::listener does not hand out its acceptors' handles, so the listening socket is found among the process's
-// descriptors: the one that listens on `bound`. Descriptors are numbered from the lowest free one, and a listener
-// opens its acceptors at start, so the search ends after a handful of probes.
-inline std::optional<tether::native_socket> find_listening_socket(const asio::ip::tcp::endpoint& bound) {
-  const long descriptor_limit = ::sysconf(_SC_OPEN_MAX);
-  for (int descriptor = 0; descriptor < descriptor_limit; ++descriptor) {
-    int listening = 0;
-    socklen_t listening_size = sizeof listening;
-    if (::getsockopt(descriptor, SOL_SOCKET, SO_ACCEPTCONN, &listening, &listening_size) != 0 || listening == 0)
-      continue;
-    asio::ip::tcp::endpoint local;
-    socklen_t local_size = static_cast<socklen_t>(local.capacity());
-    if (::getsockname(descriptor, local.data(), &local_size) != 0)
-      continue;
-    local.resize(local_size);
-    if (local == bound)
-      return descriptor;
-  }
-  return std::nullopt;
 }
 
 } // namespace examples

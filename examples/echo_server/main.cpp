@@ -188,10 +188,8 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
                                          {"threads", static_cast<std::int64_t>(options.threads)},
                                          {"codec", std::string{examples::codec_name(codec)}},
                                          {"liveness", strategies}};
-  if (const auto acceptor = examples::find_listening_socket(server.local_endpoint())) {
-    for (auto& option : examples::listener_option_fields(*acceptor))
-      listening.push_back(std::move(option));
-  }
+  for (auto& option : examples::listener_option_fields(server.native_handle()))
+    listening.push_back(std::move(option));
   events.print("listening", listening);
 
   signals.async_wait([&](const std::error_code& ec, int signal) {

@@ -185,6 +185,10 @@ public:
   // The address and port the listener is bound to, once start() succeeded.
   asio::ip::tcp::endpoint local_endpoint() const { return local_endpoint_; }
 
+  // Shard 0's listening socket, for reading its options back (tether::get_option) once start() succeeded.
+  // Accepted connections start from its socket options; sibling shards' acceptors are configured alike.
+  native_socket native_handle() { return core_.shards.front()->acceptor().native_handle(); }
+
   // Stops accepting at once and winds every connection down with shut_down(): a goaway where the codec carries
   // control frames (the connection keeps serving until the peer closes), a graceful close otherwise. What is
   // still open after `deadline` is aborted. on_close reports shutdown either way. Each shard then releases its
