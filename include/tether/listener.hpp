@@ -187,7 +187,10 @@ public:
 
   // Shard 0's listening socket, for reading its options back (tether::get_option) once start() succeeded.
   // Accepted connections start from its socket options; sibling shards' acceptors are configured alike.
-  native_socket native_handle() { return core_.shards.front()->acceptor().native_handle(); }
+  // Before start() there is no socket yet: the invalid handle (-1, INVALID_SOCKET on Windows).
+  native_socket native_handle() {
+    return core_.shards.empty() ? static_cast<native_socket>(-1) : core_.shards.front()->acceptor().native_handle();
+  }
 
   // Stops accepting at once and winds every connection down with shut_down(): a goaway where the codec carries
   // control frames (the connection keeps serving until the peer closes), a graceful close otherwise. What is

@@ -5,7 +5,9 @@
 // (its effective value, which may differ from the request: Linux doubles buffer sizes, durations are
 // rounded up to the platform's unit). Both return a std::error_code: tether::error codes for values out
 // of range (the message names the accepted range) or options the platform lacks (not_supported), and
-// system codes for what the kernel refuses. A rejected request leaves the socket unchanged.
+// system codes for what the kernel refuses. A request tether rejects (out of range, not supported) leaves the
+// socket unchanged; a multi-field option the kernel refuses midway (keepalive's idle, interval, count) keeps the
+// fields it had already accepted.
 //
 // They accept any Asio socket or acceptor (anything with native_handle()) or a native handle:
 //
@@ -61,8 +63,9 @@ struct linger {
   bool operator==(const linger&) const = default;
 };
 
-// Rebind a listening port at once while old connections sit in TIME_WAIT (a fast restart). On Windows
-// this is SO_EXCLUSIVEADDRUSE, which rebinds the same way but also forbids port hijacking.
+// Rebind a listening port at once while old connections sit in TIME_WAIT (a fast restart; on Linux the old
+// socket must have had it too). On Windows this is SO_EXCLUSIVEADDRUSE, which forbids port hijacking; Windows
+// rebinds over TIME_WAIT without help.
 struct reuse_address {
   bool enabled = true;
   bool operator==(const reuse_address&) const = default;

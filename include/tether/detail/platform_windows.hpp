@@ -1,7 +1,9 @@
 // Windows: TCP_KEEPIDLE/TCP_KEEPINTVL (seconds) from Windows 10 1709, TCP_KEEPCNT (<= 255) from 1703; older
 // systems fall back to SIO_KEEPALIVE_VALS (milliseconds, probe count fixed at 10). TCP_MAXRT (seconds) bounds
-// retransmission. reuse_address maps to SO_EXCLUSIVEADDRUSE: Windows already rebinds over TIME_WAIT and its
-// SO_REUSEADDR would let another socket hijack the port. There is no load-balancing SO_REUSEPORT.
+// retransmission. reuse_address maps to SO_EXCLUSIVEADDRUSE: Windows already rebinds over TIME_WAIT without
+// SO_REUSEADDR, whose Windows meaning would let another socket hijack the port; exclusive use forbids that
+// (libuv #1360 reports it can delay a rebind while old connections linger: untested here). There is no
+// load-balancing SO_REUSEPORT.
 #pragma once
 
 #include <tether/detail/platform.hpp>

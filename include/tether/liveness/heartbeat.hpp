@@ -2,8 +2,9 @@
 // the peer alive; a ping goes out only after `interval` without received bytes, and if neither a pong nor
 // any other byte arrives within `timeout` the connection closes with heartbeat_timeout. Unlike kernel
 // keepalive this notices a hung peer process, whose kernel would still acknowledge. A dead peer is detected
-// within interval + timeout (plus one wheel tick) of its last pong; when its last sign of life was other data
-// arriving while a ping was outstanding, within max(interval, timeout) + timeout. Round trips are measured
+// within interval + timeout of its last pong, plus up to two wheel ticks (the ping and the timeout each fire at
+// the first tick at or after their deadline); when its last sign of life was other data arriving while a ping
+// was outstanding, within max(interval, timeout) + timeout plus two ticks. Round trips are measured
 // (last, min, smoothed). A peer pinging more often than `min_peer_ping_interval` earns a strike; after
 // `max_ping_strikes` strikes in a row it is closed with ping_flood.
 #pragma once
