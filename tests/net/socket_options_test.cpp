@@ -171,7 +171,7 @@ TEST_CASE("an abortive close resets the peer without TIME_WAIT while a graceful 
     pair.server.read_some(asio::buffer(&byte, 1), ec);
     CHECK(ec == asio::error::connection_reset);
     const auto states = tether::test::tcp_states_of(port, server_port);
-    CHECK(std::count(states.begin(), states.end(), tether::test::proc_tcp_time_wait) == 0);
+    CHECK(std::count(states.begin(), states.end(), tether::test::tcp_time_wait) == 0);
   }
   SECTION("graceful") {
     auto pair = connect_pair(io, listener);
@@ -186,7 +186,7 @@ TEST_CASE("an abortive close resets the peer without TIME_WAIT while a graceful 
     pair.server.close();
     CHECK(tether::test::eventually([&] {
       const auto states = tether::test::tcp_states_of(port, server_port);
-      return std::count(states.begin(), states.end(), tether::test::proc_tcp_time_wait) == 1;
+      return std::count(states.begin(), states.end(), tether::test::tcp_time_wait) == 1;
     }));
   }
 }
@@ -214,7 +214,7 @@ TEST_CASE("reuse_address lets a listener rebind at once over TIME_WAIT and witho
   }
   REQUIRE(tether::test::eventually([&] {
     const auto states = tether::test::tcp_states_of(port, client_port);
-    return std::count(states.begin(), states.end(), tether::test::proc_tcp_time_wait) == 1;
+    return std::count(states.begin(), states.end(), tether::test::tcp_time_wait) == 1;
   }));
 
   asio::ip::tcp::acceptor without{io, asio::ip::tcp::v4()};
