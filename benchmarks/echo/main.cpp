@@ -1,0 +1,331 @@
+// Echo overhead: what tether costs on the data path, against the same server in plain Asio and against a
+// minimal epoll server (the floor), under the same client load in the same run.
+//
+// Servers run as child processes pinned to CPU1; the client is this process, pinned to CPU1 (same core) or
+// CPU0 (cross core). Every round measures every server, in an order that rotates from round to round, and the
+// ratios are taken within a round before their median is reported, so slow drifts of a shared, virtualised
+// machine cancel out. Wall time on such a machine moves by several percent between rounds, so the servers'
+// user-space instructions per message are also counted with callgrind, which does not depend on timing, and
+// their system calls per message with strace (the kernel side, which callgrind does not see).
+//
+//   tether_bench_echo [--quick] [--rounds 5] [--duration 2s] [--connections 100] [--no-callgrind] [--no-strace]
+//   tether_bench_echo serve --variant tether|asio|epoll     (one server, used by the driver)
+#include "clients.hpp"
+#include "servers.hpp"
+
+#include "../support/flags.hpp"
+#include "../support/process.hpp"
+#include "../support/summary.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using bench::child_process;
+
+constexpr int server_cpu = 1;
+constexpr std::array<const char*, 3> variants{"epoll", "asio", "tether"};
+
+struct options {
+  std::size_t rounds = 5;
+  std::chrono::milliseconds duration = 2s;
+  std::size_t warm_up_round_trips = 2000;
+  std::chrono::milliseconds flood_warm_up = 500ms;
+  std::size_t connections = 100;
+  bool callgrind = true;
+  bool syscalls = true;
+  std::size_t callgrind_base_messages = 2000;
+  std::size_t callgrind_extra_messages = 20000;
+};
+
+struct running_server {
+  child_process process;
+  std::uint16_t port;
+};
+
+running_server start_server(const std::vector<std::string>& command, std::chrono::milliseconds patience) {
+  child_process process{command, server_cpu};
+  const auto line = process.expect("port ", patience);
+  if (!line)
+    throw std::runtime_error{"the echo server did not start: " + command.front()};
+  const auto port = bench::parse_integer<std::uint16_t>(line->substr(5));
+  if (!port)
+    throw std::runtime_error{"the echo server announced a bad port: " + *line};
+  return {std::move(process), *port};
+}
+
+struct scenario {
+  std::string title;
+  int client_cpu;
+  bool many_connections;
+};
+
+// One figure per server per round: throughput, latency (ping-pong only) and server CPU per message.
+struct sample {
+  double throughput = 0;
+  double p50 = 0;
+  double p99 = 0;
+  double server_cpu = 0;
+};
+
+std::string goal_text(bool met) { return met ? "met" : "NOT met"; }
+
+void run_scenario(const scenario& what, const options& opts, std::map<std::string, running_server>& servers) {
+  bench::pin_to_cpu(what.client_cpu);
+  std::map<std::string, std::vector<sample>> samples;
+  std::map<std::string, std::vector<double>> ratios;
+  for (std::size_t round = 0; round < opts.rounds && !bench::interrupted(); ++round) {
+    std::map<std::string, sample> this_round;
+    for (std::size_t k = 0; k < variants.size(); ++k) {
+      const std::string variant = variants[(round + k) % variants.size()];
+      auto& server = servers.at(variant);
+      sample s;
+      if (what.many_connections) {
+        const auto r = bench::echo::one_in_flight_each(server.port, server.process.pid(), opts.connections,
+                                                       opts.flood_warm_up, opts.duration);
+        s = {r.messages_per_second, 0, 0, r.server_cpu_microseconds};
+      } else {
+        const auto r =
+            bench::echo::ping_pong(server.port, server.process.pid(), opts.warm_up_round_trips, opts.duration);
+        s = {r.round_trips_per_second, r.p50_microseconds, r.p99_microseconds, r.server_cpu_microseconds};
+      }
+      this_round[variant] = s;
+      samples[variant].push_back(s);
+    }
+    ratios["tether/asio"].push_back(this_round["tether"].throughput / this_round["asio"].throughput);
+    ratios["tether/epoll"].push_back(this_round["tether"].throughput / this_round["epoll"].throughput);
+    ratios["asio/epoll"].push_back(this_round["asio"].throughput / this_round["epoll"].throughput);
+    ratios["cpu tether/asio"].push_back(this_round["tether"].server_cpu / this_round["asio"].server_cpu);
+  }
+
+  const auto median_of = [&](const std::string& variant, double sample::*field) {
+    std::vector<double> values;
+    for (const auto& s : samples[variant])
+      values.push_back(s.*field);
+    return bench::median(values);
+  };
+  fmt::print("\n{} ({} rounds x {} ms, medians)\n", what.title, samples["tether"].size(), opts.duration.count());
+  fmt::print("  {:<8} {:>14} {:>8} {:>8} {:>15} {:>9} {:>9}\n", "server",
+             what.many_connections ? "messages/s" : "round trips/s", "p50 us", "p99 us", "server CPU us", "vs epoll",
+             "vs asio");
+  for (const char* variant : variants) {
+    const std::string name = variant;
+    const std::string vs_epoll = name == "epoll" ? "1" : fmt::format("{:.3f}", bench::median(ratios[name + "/epoll"]));
+    const std::string vs_asio = name == "tether" ? fmt::format("{:.3f}", bench::median(ratios["tether/asio"])) : "";
+    const std::string p50 = what.many_connections ? "-" : fmt::format("{:.1f}", median_of(name, &sample::p50));
+    const std::string p99 = what.many_connections ? "-" : fmt::format("{:.1f}", median_of(name, &sample::p99));
+    fmt::print("  {:<8} {:>14.0f} {:>8} {:>8} {:>15.2f} {:>9} {:>9}\n", name, median_of(name, &sample::throughput), p50,
+               p99, median_of(name, &sample::server_cpu), vs_epoll, vs_asio);
+  }
+  const double tether_vs_asio = bench::median(ratios["tether/asio"]);
+  fmt::print("  tether/asio per round: {:.3f}", fmt::join(ratios["tether/asio"], " "));
+  fmt::print("  (range {:.3f}..{:.3f})\n", bench::minimum(ratios["tether/asio"]),
+             bench::maximum(ratios["tether/asio"]));
+  fmt::print("  server CPU per message, tether/asio: {:.3f} (median of per-round ratios)\n",
+             bench::median(ratios["cpu tether/asio"]));
+  fmt::print("  goal tether >= 0.97x plain Asio: {:.3f} -> {}\n", tether_vs_asio, goal_text(tether_vs_asio >= 0.97));
+}
+
+// Instructions the server executes in user space while echoing `messages` round trips, connection setup and
+// shutdown included; nullopt where valgrind is missing or the run failed.
+std::optional<double> callgrind_instructions(const std::string& variant, std::size_t messages) {
+  const auto file = std::filesystem::temp_directory_path() /
+                    fmt::format("tether-bench-callgrind-{}-{}-{}.out", ::getpid(), variant, messages);
+  {
+    auto server = start_server({"valgrind", "-q", "--tool=callgrind", "--callgrind-out-file=" + file.string(),
+                                bench::self_executable(), "serve", "--variant", variant},
+                               60s);
+    bench::echo::exact_round_trips(server.port, messages);
+    server.process.stop(0ms, 60s);
+  }
+  std::ifstream profile{file};
+  std::optional<double> total;
+  for (std::string line; std::getline(profile, line);) {
+    if (line.starts_with("summary:") || (!total && line.starts_with("totals:")))
+      total = std::stod(line.substr(line.find(':') + 1));
+  }
+  std::filesystem::remove(file);
+  return total;
+}
+
+void run_callgrind(const options& opts) {
+  if (std::system("command -v valgrind >/dev/null 2>&1") != 0) {
+    fmt::print("\ninstructions per message: SKIPPED (valgrind is not installed)\n");
+    return;
+  }
+  bench::pin_to_cpu(0);
+  fmt::print("\nServer user-space instructions per echoed message (callgrind Ir, 1 connection ping-pong;\n"
+             "(Ir at {} + {} messages - Ir at {}) / {}, so setup and shutdown cancel out)\n",
+             opts.callgrind_base_messages, opts.callgrind_extra_messages, opts.callgrind_base_messages,
+             opts.callgrind_extra_messages);
+  std::map<std::string, double> per_message;
+  for (const char* variant : variants) {
+    if (bench::interrupted())
+      return;
+    const auto base = callgrind_instructions(variant, opts.callgrind_base_messages);
+    const auto more = callgrind_instructions(variant, opts.callgrind_base_messages + opts.callgrind_extra_messages);
+    if (!base || !more) {
+      fmt::print("  {:<8} FAILED (no callgrind totals)\n", variant);
+      continue;
+    }
+    per_message[variant] = (*more - *base) / static_cast<double>(opts.callgrind_extra_messages);
+  }
+  for (const auto& [variant, instructions] : per_message)
+    fmt::print("  {:<8} {:>8.0f} instructions/message\n", variant, instructions);
+  if (per_message.contains("tether") && per_message.contains("asio")) {
+    const double extra = per_message["tether"] - per_message["asio"];
+    fmt::print("  tether - asio: {:+.0f} instructions/message ({:.2f}x asio's user-space instructions)\n", extra,
+               per_message["tether"] / per_message["asio"]);
+  }
+}
+
+// System calls per echoed message under the many-connection load, counted with strace -c: the kernel side of
+// the cost, which callgrind does not see. The tracer slows the server down, but not what it calls per message.
+void run_syscall_count(const options& opts) {
+  if (std::system("command -v strace >/dev/null 2>&1") != 0) {
+    fmt::print("\nsystem calls per message: SKIPPED (strace is not installed)\n");
+    return;
+  }
+  bench::pin_to_cpu(0);
+  fmt::print("\nServer system calls per echoed message (strace -c, {} connections, one message in flight each)\n",
+             opts.connections);
+  fmt::print("  {:<8} {:>8} {:>8} {:>11} {:>11} {:>8}\n", "server", "read", "write", "epoll_ctl", "epoll_wait", "all");
+  for (const char* variant : variants) {
+    if (bench::interrupted())
+      return;
+    const auto file = std::filesystem::temp_directory_path() /
+                      fmt::format("tether-bench-strace-{}-{}.out", ::getpid(), variant);
+    std::uint64_t echoed = 0;
+    {
+      auto server = start_server({"strace", "-f", "-c", "-o", file.string(), bench::self_executable(), "serve",
+                                  "--variant", variant},
+                                 10s);
+      echoed = bench::echo::one_in_flight_each(server.port, server.process.pid(), opts.connections,
+                                               opts.flood_warm_up, opts.duration)
+                   .echoed;
+      // SIGTERM to strace would only detach it; the traced server must end for strace to write its summary.
+      for (const pid_t traced : bench::children_of(server.process.pid()))
+        ::kill(traced, SIGTERM);
+      server.process.stop(10s);
+    }
+    std::map<std::string, double> calls;
+    std::ifstream summary{file};
+    for (std::string line; std::getline(summary, line);) {
+      std::istringstream fields{line};
+      std::vector<std::string> words{std::istream_iterator<std::string>{fields}, {}};
+      if (words.size() >= 5 && bench::parse_integer<std::uint64_t>(words[3]))
+        calls[words.back()] += static_cast<double>(*bench::parse_integer<std::uint64_t>(words[3]));
+    }
+    std::filesystem::remove(file);
+    const double n = static_cast<double>(std::max<std::uint64_t>(echoed, 1));
+    const auto per = [&](std::initializer_list<const char*> names) {
+      double total = 0;
+      for (const char* name : names)
+        total += calls[name];
+      return total / n;
+    };
+    fmt::print("  {:<8} {:>8.2f} {:>8.2f} {:>11.2f} {:>11.2f} {:>8.2f}\n", variant,
+               per({"read", "recvfrom", "recvmsg", "readv"}), per({"write", "sendto", "sendmsg", "writev"}),
+               per({"epoll_ctl"}), per({"epoll_wait", "epoll_pwait"}), per({"total"}));
+  }
+}
+
+int drive(const options& opts) {
+  bench::begin_driver();
+  const std::string self = bench::self_executable();
+  std::map<std::string, running_server> servers;
+  for (const char* variant : variants)
+    servers.emplace(variant, start_server({self, "serve", "--variant", variant}, 10s));
+
+  fmt::print("Echo overhead: 64-byte newline-terminated messages over loopback, TCP_NODELAY on both ends.\n"
+             "Servers pinned to CPU{}; tether runs line_codec with tcp_keepalive, user_timeout, heartbeat and\n"
+             "idle_reaper active (bounds beyond the run). Ratios are medians of per-round ratios.\n",
+             server_cpu);
+  const std::string flood = fmt::format("{} connections, one message in flight each", opts.connections);
+  const std::vector<scenario> scenarios{
+      {"1 connection ping-pong, same core (client and server on CPU1)", 1, false},
+      {"1 connection ping-pong, cross core (client CPU0, server CPU1)", 0, false},
+      {flood + ", cross core (client CPU0, server CPU1)", 0, true},
+      {flood + ", same core (client and server on CPU1)", 1, true},
+  };
+  for (const auto& what : scenarios) {
+    if (bench::interrupted())
+      break;
+    run_scenario(what, opts, servers);
+  }
+  for (auto& [variant, server] : servers)
+    server.process.stop(0ms);
+  servers.clear();
+  if (opts.callgrind && !bench::interrupted())
+    run_callgrind(opts);
+  if (opts.syscalls && !bench::interrupted())
+    run_syscall_count(opts);
+  return bench::interrupted() ? 130 : 0;
+}
+
+int serve(const std::string& variant) {
+  if (variant == "tether")
+    return bench::echo::serve_tether();
+  if (variant == "asio")
+    return bench::echo::serve_asio();
+  if (variant == "epoll")
+    return bench::echo::serve_epoll();
+  throw bench::usage_error{"--variant is one of tether, asio, epoll"};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc > 1 && std::string_view{argv[1]} == "serve") {
+      bench::flags given{argc, argv, 2};
+      const std::string variant = given.text("--variant", "");
+      given.finish();
+      return serve(variant);
+    }
+    bench::flags given{argc, argv};
+    options opts;
+    if (given.has("--quick")) {
+      opts.rounds = 1;
+      opts.duration = 300ms;
+      opts.warm_up_round_trips = 200;
+      opts.flood_warm_up = 100ms;
+      opts.callgrind_base_messages = 200;
+      opts.callgrind_extra_messages = 1000;
+    }
+    opts.rounds = given.integer("--rounds", opts.rounds);
+    opts.duration = given.duration("--duration", opts.duration);
+    opts.connections = given.integer("--connections", opts.connections);
+    opts.callgrind = !given.has("--no-callgrind");
+    opts.syscalls = !given.has("--no-strace");
+    given.finish();
+    if (opts.rounds == 0 || opts.connections == 0 || opts.duration.count() <= 0)
+      throw bench::usage_error{"--rounds, --connections and --duration must be positive"};
+    return drive(opts);
+  } catch (const bench::usage_error& e) {
+    fmt::print(stderr,
+               "tether_bench_echo: {}\nusage: tether_bench_echo [--quick] [--rounds N] [--duration 2s] "
+               "[--connections 100] [--no-callgrind] [--no-strace]\n",
+               e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "tether_bench_echo: {}\n", e.what());
+    return 1;
+  }
+}
