@@ -460,6 +460,14 @@ private:
     const auto now = wheel_->now();
     const verdict v = settings_->liveness.on_deadline(liveness_state_, activity_, now);
     if (v.what == verdict::action::close) {
+      // Bytes already waiting in our receive queue prove the peer alive: when this process is the one that
+      // fell behind (CPU starvation, an accept storm), the verdict must not blame the peer for our lag.
+      std::error_code ec;
+      if (v.reason == close_reason::heartbeat_timeout && socket_.available(ec) > 0 && !ec) {
+        activity_.received = now;
+        schedule_liveness_check();
+        return;
+      }
       finish(v.reason, v.detail);
       return;
     }

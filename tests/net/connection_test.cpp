@@ -530,3 +530,22 @@ TEST_CASE("random bytes close only the connection that sent them") {
   CHECK(serving->is_open());
   CHECK(server.messages == std::vector<std::string>{"still framed"});
 }
+
+TEST_CASE("a pong waiting unread in our own receive queue is not a dead peer") {
+  asio::io_context io;
+  const tether::heartbeat policy{.interval = 100ms, .timeout = 100ms};
+  echo_server server{io, tether::liveness{policy}};
+  raw_peer peer{io};
+  auto connection = server.accept_from(peer);
+  REQUIRE(run_until(io, [&] { return peer.count("\x10ping 1\n") == 1; }));
+
+  // This side stalls, as a starved process would, past the ping's timeout. When it runs again, a timer that
+  // expired just before the wheel's tick answers the ping: the pong is in our receive queue when the wheel
+  // decides, but no read handler has seen it yet.
+  asio::steady_timer answer_late{io, 1ms};
+  answer_late.async_wait([&](const std::error_code&) { asio::write(peer.socket, asio::buffer(std::string_view{"\x10pong 1\n"})); });
+  std::this_thread::sleep_for(policy.interval + policy.timeout + 100ms);
+  run_for(io, 30ms);
+  CHECK(connection->is_open());
+  CHECK(server.closed(*connection) == nullptr);
+}
