@@ -24,6 +24,7 @@ using tether::close_reason;
 using tether::fault::netns_scope;
 using tether::test::run_for;
 using tether::test::run_until;
+using tether::test::scaled;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -80,7 +81,7 @@ struct client_and_server {
     client->start();
   }
 
-  bool echoed(const std::string& message, std::chrono::milliseconds limit = 5s) {
+  bool echoed(const std::string& message, std::chrono::milliseconds limit = scaled(5000ms)) {
     const auto before = echoes.size();
     if (client->send(message))
       return false;
@@ -89,7 +90,7 @@ struct client_and_server {
   }
 
   std::chrono::milliseconds detection_since(clock_type::time_point start) {
-    run_until(io, [&] { return closed.has_value(); }, 30s);
+    run_until(io, [&] { return closed.has_value(); }, scaled(30'000ms));
     REQUIRE(closed.has_value());
     return std::chrono::duration_cast<std::chrono::milliseconds>(closed_at - start);
   }
@@ -157,7 +158,7 @@ TEST_CASE("fault: a path that goes silent while idle is detected within each str
     const auto detected = pair.detection_since(clock_type::now());
     report("blackhole while idle, heartbeat 1s,1s", policy.interval + policy.timeout, detected);
     CHECK(*pair.closed == close_reason::heartbeat_timeout);
-    CHECK(detected <= policy.interval + policy.timeout + tick + 300ms);
+    CHECK(detected <= policy.interval + policy.timeout + tick + scaled(300ms));
   }
   SECTION("tcp_keepalive within idle plus interval times count") {
     const tether::tcp_keepalive policy{.idle = 1s, .interval = 1s, .count = 2};
@@ -167,7 +168,7 @@ TEST_CASE("fault: a path that goes silent while idle is detected within each str
     const auto detected = pair.detection_since(clock_type::now());
     report("blackhole while idle, tcp_keepalive 1s,1s,2", policy.detection_bound(), detected);
     CHECK(*pair.closed == close_reason::keepalive_timeout);
-    CHECK(detected <= policy.detection_bound() + 500ms);
+    CHECK(detected <= policy.detection_bound() + scaled(500ms));
   }
 }
 
@@ -199,7 +200,7 @@ TEST_CASE("fault: data stuck unacknowledged defeats keepalive but not user_timeo
     report("blackhole with data in flight, user_timeout 2s", bound.timeout, detected);
     CHECK(*pair.closed == close_reason::user_timeout);
     CHECK(detected >= bound.timeout - 100ms);
-    CHECK(detected <= bound.timeout + 700ms);
+    CHECK(detected <= bound.timeout + scaled(700ms));
   }
 }
 
@@ -216,7 +217,7 @@ TEST_CASE("fault: a vanished peer host or a crashed peer process is detected wit
     const auto detected = pair.detection_since(clock_type::now());
     report("peer host vanished, heartbeat 1s,1s", policy.interval + policy.timeout, detected);
     CHECK(*pair.closed == close_reason::heartbeat_timeout);
-    CHECK(detected <= policy.interval + policy.timeout + tick + 300ms);
+    CHECK(detected <= policy.interval + policy.timeout + tick + scaled(300ms));
   }
   SECTION("the server process is killed: its kernel closes the connection") {
     asio::io_context io;
@@ -285,10 +286,10 @@ TEST_CASE("fault: a vanished peer host or a crashed peer process is detected wit
     const auto killed = clock_type::now();
     ::waitpid(child, nullptr, 0);
     child_guard.pid = -1;
-    REQUIRE(run_until(io, [&] { return closed.has_value(); }, 5s));
+    REQUIRE(run_until(io, [&] { return closed.has_value(); }, scaled(5000ms)));
     const auto detected = std::chrono::duration_cast<std::chrono::milliseconds>(closed_at - killed);
     report("peer process killed (SIGKILL)", 0ms, detected);
     CHECK((*closed == close_reason::peer_closed || *closed == close_reason::peer_reset));
-    CHECK(detected <= 1s);
+    CHECK(detected <= scaled(1000ms));
   }
 }

@@ -33,6 +33,8 @@
 using namespace std::chrono_literals;
 using tether::close_reason;
 using tether::test::eventually;
+using tether::test::scaled;
+using tether::test::within_budget;
 using tether::test::loopback;
 using endpoint = asio::ip::tcp::endpoint;
 using line_listener = tether::listener<tether::line_codec>;
@@ -41,7 +43,7 @@ namespace {
 
 // The test thread drives every client of a test through one io_context.
 template <class Predicate>
-bool run_until(asio::io_context& io, Predicate done, std::chrono::milliseconds limit = 5s) {
+bool run_until(asio::io_context& io, Predicate done, std::chrono::milliseconds limit = scaled(5000ms)) {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (!done() && std::chrono::steady_clock::now() < until) {
     if (io.stopped())
@@ -216,7 +218,7 @@ public:
     if (!runner_.joinable())
       return;
     listener.stop(0ms);
-    if (!ran_out(5s))
+    if (!ran_out(scaled(5000ms)))
       io.stop();
     runner_.join();
   }
@@ -389,7 +391,7 @@ TEST_CASE("max_connections refuses the next client until one leaves") {
   REQUIRE(server.listener.connections() == 3);
 
   auto refused = connected_client(client_io, server.address());
-  REQUIRE(run_until(client_io, [&] { return refused->ended(); }, 2s));
+  REQUIRE(run_until(client_io, [&] { return refused->ended(); }, scaled(2000ms)));
   CHECK(refused->end_reason() == refusal_seen);
   REQUIRE(eventually([&] { return server.rejections.size() == 1; }));
   const rejection seen = server.rejections.items().front();
@@ -424,7 +426,7 @@ TEST_CASE("max_per_address refuses extra clients from one address and serves ano
   REQUIRE(echo_round(client_io, from_crowded, "crowded"));
 
   auto refused = connected_client(client_io, server.address(), crowded);
-  REQUIRE(run_until(client_io, [&] { return refused->ended(); }, 2s));
+  REQUIRE(run_until(client_io, [&] { return refused->ended(); }, scaled(2000ms)));
   CHECK(refused->end_reason() == asio::error::connection_reset);
 
   clients from_other;
@@ -492,7 +494,7 @@ TEST_CASE("running out of descriptors pauses accepting without spinning and reco
 
       for (const auto& client : served)
         client->leave();
-      seen.queued_served_after_others_left = run_until(client_io, [&] { return all_echoed(waiting); }, 4s);
+      seen.queued_served_after_others_left = run_until(client_io, [&] { return all_echoed(waiting); }, scaled(4000ms));
     }
   }
   REQUIRE(seen.exhausted);
@@ -512,7 +514,8 @@ TEST_CASE("stop lets clients finish after a goaway and aborts the ones that igno
   tether::listener_options options{};
   SECTION("one shard") { options.threads = 1; }
   SECTION("two shards") { options.threads = 2; }
-  constexpr auto deadline = 1500ms;
+  // The drain deadline must leave room for echoing megabytes, which sanitizers slow down several times over.
+  constexpr auto deadline = scaled(1500ms);
 
   echo_server server{options};
   asio::signal_set signals{server.io, SIGUSR1};
@@ -550,6 +553,7 @@ TEST_CASE("stop lets clients finish after a goaway and aborts the ones that igno
     return std::all_of(group.begin(), group.end(), [](const auto& client) { return client->ended(); });
   };
   REQUIRE(run_until(client_io, [&] { return ended(polite) && deaf.front()->goaways() == 1; }, deadline));
+  CHECK(within_budget("polite clients drained after a goaway", std::chrono::steady_clock::now() - stop_requested, deadline));
   for (const auto& client : polite) {
     CHECK(client->goaways() == 1);
     CHECK(client->data().size() == client->sent_bytes());
@@ -558,11 +562,11 @@ TEST_CASE("stop lets clients finish after a goaway and aborts the ones that igno
   }
   CHECK(!deaf.front()->ended());
 
-  REQUIRE(run_until(client_io, [&] { return ended(deaf); }, deadline + 2s));
+  REQUIRE(run_until(client_io, [&] { return ended(deaf); }, deadline + scaled(2000ms)));
   CHECK(std::chrono::steady_clock::now() - stop_requested >= deadline);
   CHECK(deaf.front()->end_reason() == asio::error::connection_reset);
 
-  CHECK(server.ran_out(2s));
+  CHECK(server.ran_out(scaled(2000ms)));
   const auto reasons = server.closes.items();
   CHECK(reasons.size() == 4);
   CHECK(std::all_of(reasons.begin(), reasons.end(), [](close_reason why) { return why == close_reason::shutdown; }));

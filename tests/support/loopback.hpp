@@ -1,6 +1,8 @@
 // Loopback helpers for tests: connected socket pairs and the kernel's view of TCP states.
 #pragma once
 
+#include "time_budget.hpp"
+
 #include <asio.hpp>
 
 #include <chrono>
@@ -61,7 +63,7 @@ inline std::vector<std::string> tcp_states_of(std::uint16_t local_port, std::uin
 inline const std::string tcp_time_wait = "TIME-WAIT";
 
 template <class Predicate>
-bool eventually(Predicate predicate, std::chrono::milliseconds limit = std::chrono::seconds{5}) {
+bool eventually(Predicate predicate, std::chrono::milliseconds limit = scaled(std::chrono::milliseconds{5000})) {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < until) {
     if (predicate())

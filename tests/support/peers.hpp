@@ -2,6 +2,8 @@
 // any tether peer would, plus a loop runner with a time bound.
 #pragma once
 
+#include "time_budget.hpp"
+
 #include <tether/connection.hpp>
 
 #include <asio.hpp>
@@ -18,7 +20,7 @@ using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::e
 
 // Runs the io_context until the predicate holds or the limit passes; returns the predicate's final value.
 template <class Predicate>
-bool run_until(asio::io_context& io, Predicate predicate, std::chrono::milliseconds limit = std::chrono::seconds{5}) {
+bool run_until(asio::io_context& io, Predicate predicate, std::chrono::milliseconds limit = scaled(std::chrono::milliseconds{5000})) {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (!predicate() && std::chrono::steady_clock::now() < until) {
     if (io.stopped())

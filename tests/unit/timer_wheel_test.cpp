@@ -1,5 +1,7 @@
 #include "catch.hpp"
 
+#include "time_budget.hpp"
+
 #include <tether/timer_wheel.hpp>
 
 #include <asio/post.hpp>
@@ -500,7 +502,8 @@ TEST_CASE("timer_wheel fires on a real io_context and stops its timer once empty
     REQUIRE(io.stopped());
     REQUIRE(node.fired_at);
     CHECK(*node.fired_at >= deadline);
-    CHECK(*node.fired_at - scheduled_at <= 50ms + wheel.tick() + 200ms);
+    CHECK(tether::test::within_budget("a real wheel fires", *node.fired_at - scheduled_at,
+                                      50ms + wheel.tick() + tether::test::scaled(200ms)));
     CHECK(node.wheel_now_while_firing >= deadline);
     CHECK(node.wheel_now_is_cached);
     CHECK(wheel.size() == 0);
