@@ -202,7 +202,7 @@ std::string closes_text(const bench::capacity::close_counts& counts) {
   std::string text;
   for (std::size_t r = 0; r < counts.size(); ++r) {
     if (counts[r] != 0)
-      text += fmt::format(" {}={}", tether::name(static_cast<tether::close_reason>(r)), counts[r]);
+      text += fmt::format(" {}={}", tether::close_reason_name(static_cast<tether::close_reason>(r)), counts[r]);
   }
   return text.empty() ? " none" : text;
 }

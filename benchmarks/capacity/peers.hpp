@@ -230,7 +230,7 @@ private:
   asio::steady_timer pacer_;
   double allowance_ = 0;  // connects the pace allows right now
   std::int64_t rss_before_connecting_;
-  tether::connection_settings<tether::line_codec> settings_;
+  tether::connection_context<tether::line_codec> settings_;
   std::vector<std::shared_ptr<connection_type>> held_;
   std::size_t started_ = 0;
   std::size_t in_flight_ = 0;

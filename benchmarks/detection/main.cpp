@@ -124,8 +124,8 @@ private:
   asio::io_context io_;
   tether::timer_wheel wheel_{io_};
   asio::ip::tcp::acceptor acceptor_;
-  tether::connection_settings<tether::line_codec> server_settings_;
-  tether::connection_settings<tether::line_codec, Liveness> client_settings_;
+  tether::connection_context<tether::line_codec> server_settings_;
+  tether::connection_context<tether::line_codec, Liveness> client_settings_;
   std::shared_ptr<server_connection> server_;
   std::shared_ptr<client_connection> client_;
   std::size_t echoes_ = 0;
@@ -231,9 +231,9 @@ int run(std::size_t runs, bool quick, const std::string& data_file) {
       }
       detected.push_back(static_cast<double>(o.detected->count()));
       if (*o.reason != s.expected)
-        reasons = fmt::format("UNEXPECTED {}", tether::name(*o.reason));
+        reasons = fmt::format("UNEXPECTED {}", tether::close_reason_name(*o.reason));
       else if (reasons.empty())
-        reasons = std::string{tether::name(*o.reason)};
+        reasons = std::string{tether::close_reason_name(*o.reason)};
     }
     if (bench::interrupted())
       return 130;

@@ -5,7 +5,6 @@
 #include <fmt/core.h>
 
 #include <random>
-#include <stdexcept>
 #include <string_view>
 
 using namespace std::chrono_literals;
@@ -22,7 +21,7 @@ void check(bool holds, std::string_view what) {
 
 int main() {
   const tether::backoff policy{.initial = 100ms, .maximum = 2s, .multiplier = 2.0};
-  check(policy.valid(), "valid policy");
+  check(!policy.validate(), "valid policy");
   check(policy.ceiling(0) == 100ms && policy.ceiling(3) == 800ms && policy.ceiling(10) == 2s, "ceilings");
 
   // A seeded engine repeats its draws (tests); the default constructor seeds from std::random_device.
@@ -40,13 +39,9 @@ int main() {
   tether::backoff_schedule<> seeded_from_system{policy};
   check(seeded_from_system.next_delay() <= 100ms, "system-seeded schedule");
 
-  bool refused = false;
-  try {
-    tether::backoff_schedule<> never_slows{{.initial = 0ms}};
-  } catch (const std::invalid_argument& e) {
-    refused = true;
-    fmt::print("refused: {}\n", e.what());
-  }
-  check(refused, "a policy that never slows down is refused");
+  // A policy that would never slow down is refused by validate(), which the connector asks before it starts.
+  const std::error_code refused = tether::backoff{.initial = 0ms}.validate();
+  fmt::print("refused: {}\n", refused.message());
+  check(refused == tether::error::backoff_initial_not_positive, "a policy that never slows down is refused");
   return failures == 0 ? 0 : 1;
 }

@@ -28,8 +28,8 @@ int main() {
   for (std::size_t i = 0; i < tether::close_reason_count; ++i) {
     const auto reason = static_cast<tether::close_reason>(i);
     const std::error_code as_error = reason;  // implicit: close_reason is an error-code enum
-    fmt::print("{:>2} {:<18} {}\n", i, tether::name(reason), as_error.category().name());
-    check(as_error.message() == tether::name(reason), "message is the name");
+    fmt::print("{:>2} {:<18} {}\n", i, tether::close_reason_name(reason), as_error.category().name());
+    check(as_error.message() == tether::close_reason_name(reason), "message is the name");
   }
 
   // A peer that resets: the reason, the detail and the socket error are all kept on the connection.
@@ -40,7 +40,7 @@ int main() {
   peer.connect(acceptor.local_endpoint());
 
   using connection = tether::connection<tether::line_codec>;
-  tether::connection_settings<tether::line_codec> settings;
+  tether::connection_context<tether::line_codec> settings;
   std::optional<tether::close_reason> seen;
   settings.on_close = [&](connection& conn, tether::close_reason why) {
     seen = why;

@@ -31,13 +31,13 @@ int main() {
   tether::timer_wheel wheel{io};  // one per io_context thread, shared by its connections
   asio::ip::tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
 
-  tether::connection_settings<tether::line_codec> server_settings;
+  tether::connection_context<tether::line_codec> server_settings;
   server_settings.on_message = [](connection& conn, std::string_view line) { conn.send(line); };
   std::optional<tether::close_reason> server_closed;
   server_settings.on_close = [&](connection&, tether::close_reason why) { server_closed = why; };
 
   // Over the high-water mark, refuse the send instead of closing with backpressure.
-  tether::connection_settings<tether::line_codec> client_settings{
+  tether::connection_context<tether::line_codec> client_settings{
       .options = {.write_high_water = 64 * 1024, .on_overflow = tether::connection_options::overflow::refuse}};
   std::vector<std::string> echoes;
   client_settings.on_message = [&](connection& conn, std::string_view line) {
@@ -48,7 +48,7 @@ int main() {
   std::optional<tether::close_reason> client_closed;
   client_settings.on_close = [&](connection& conn, tether::close_reason why) {
     client_closed = why;
-    fmt::print("client closed: {} ({})\n", tether::name(why), conn.close_detail());
+    fmt::print("client closed: {} ({})\n", tether::close_reason_name(why), conn.close_detail());
   };
 
   connection::socket_type socket{io};

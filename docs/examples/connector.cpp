@@ -36,7 +36,7 @@ int main() {
   port_holder.bind({asio::ip::address_v4::loopback(), 0});
 
   tether::timer_wheel server_wheel{io};
-  tether::connection_settings<tether::line_codec> server_settings;
+  tether::connection_context<tether::line_codec> server_settings;
   server_settings.on_message = [](served_connection& conn, std::string_view line) { conn.send(line); };
   std::shared_ptr<served_connection> served;
 

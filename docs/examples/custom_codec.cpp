@@ -81,7 +81,7 @@ int main() {
   tether::timer_wheel wheel{io, {.tick = 10ms}};
   asio::ip::tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
 
-  tether::connection_settings<netstring_codec, policy> settings{.liveness = policy{tether::idle_reaper{.read_idle = 5s}}};
+  tether::connection_context<netstring_codec, policy> settings{.liveness = policy{tether::idle_reaper{.read_idle = 5s}}};
   std::vector<std::string> received;
   std::vector<tether::close_reason> closes;
   settings.on_message = [&](connection& conn, std::string_view payload) {
@@ -90,7 +90,7 @@ int main() {
   };
   settings.on_close = [&](connection& conn, tether::close_reason why) {
     closes.push_back(why);
-    fmt::print("closed: {} ({})\n", tether::name(why), conn.close_detail());
+    fmt::print("closed: {} ({})\n", tether::close_reason_name(why), conn.close_detail());
   };
 
   asio::ip::tcp::socket good{io};

@@ -1,18 +1,25 @@
-// A liveness strategy of your own. A strategy is an aggregate of settings plus a per-connection `state`; it
-// may set socket options when a connection starts (apply) and may watch the connection through deadlines
-// (next_deadline / on_deadline). Here: a maximum connection age, and socket buffer sizes as a kernel strategy.
+// A liveness strategy of your own, written against the same contract as tether's built-in ones
+// (tether/liveness/strategy.hpp): it may set socket options when a connection opens (apply), watch deadlines
+// (next_deadline / on_deadline), send its own control frames (a send verdict, whose outcome on_sent reports),
+// and close with the reason and detail it chooses.
+//
+// Here: a probe that pings only while the peer owes us an answer. After we sent data and nothing came back for
+// `patience`, a ping asks whether the peer is still there; no byte within `grace` closes the connection. One
+// peer answers pings (any tether peer does), the other reads but never answers.
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/liveness/strategy.hpp>
-#include <tether/socket_options.hpp>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
 #include <fmt/core.h>
 
 #include <chrono>
-#include <optional>
+#include <map>
+#include <string>
 #include <string_view>
 
 using namespace std::chrono_literals;
@@ -27,86 +34,93 @@ void check(bool holds, std::string_view what) {
   }
 }
 
-// Closes a connection once it is `limit` old, however busy: spreads long-lived clients over restarted or
-// rebalanced servers. Strategies get no call when the connection opens, so the age is taken at the first
-// check, which is asked for at once (a deadline in the past fires at the wheel's next tick).
-struct max_age {
-  std::chrono::milliseconds limit{std::chrono::hours{1}};
+struct owed_answer_probe {
+  std::chrono::milliseconds patience{100};
+  std::chrono::milliseconds grace{100};
 
   struct state {
-    liveness_clock::time_point opened{};
+    liveness_clock::time_point probe_sent{};
+    bool probing = false;
+    int probes = 0;
   };
-  static constexpr bool needs_control_frames = false;
+  static constexpr bool needs_control_frames = true;
 
+  static bool owed(const tether::activity& seen) noexcept { return seen.data_sent > seen.received; }
+
+  // time_point::max() while nothing is owed: the connection asks again once it sends or receives.
   liveness_clock::time_point next_deadline(const state& s, const tether::activity& seen) const noexcept {
-    return s.opened == liveness_clock::time_point{} ? seen.received : s.opened + limit;
+    if (s.probing && seen.received < s.probe_sent)
+      return s.probe_sent + grace;
+    return owed(seen) ? seen.data_sent + patience : liveness_clock::time_point::max();
   }
 
-  // Called whenever the connection's node fires, also for other strategies' deadlines: check our own.
-  tether::verdict on_deadline(state& s, const tether::activity&, liveness_clock::time_point now) const noexcept {
-    if (s.opened == liveness_clock::time_point{}) {
-      s.opened = now;
+  tether::verdict on_deadline(state& s, const tether::activity& seen, liveness_clock::time_point now) const noexcept {
+    if (s.probing) {
+      if (seen.received >= s.probe_sent) {
+        s.probing = false;
+        return tether::verdict::none();
+      }
+      if (now >= s.probe_sent + grace)
+        return tether::verdict::close(tether::close_reason::heartbeat_timeout, "owed an answer, silent to our probe");
       return tether::verdict::none();
     }
-    if (now >= s.opened + limit)
-      return tether::verdict::close(tether::close_reason::local_close, "maximum connection age reached");
+    if (owed(seen) && now >= seen.data_sent + patience)
+      return tether::verdict::send(tether::frame_kind::ping, "are you there");
     return tether::verdict::none();
   }
-};
 
-// A kernel strategy: socket options applied by start(); a refusal closes the connection with io_error.
-struct socket_buffers {
-  int bytes = 256 * 1024;
-
-  struct state {};
-  static constexpr bool needs_control_frames = false;
-
-  std::error_code apply(tether::native_socket socket) const noexcept {
-    if (auto ec = tether::set_option(socket, tether::sockopt::send_buffer_size{bytes}))
-      return ec;
-    return tether::set_option(socket, tether::sockopt::receive_buffer_size{bytes});
+  // Only a probe that was queued is waited for: one the connection refused proves nothing about the peer.
+  void on_sent(state& s, const tether::control_frame&, std::error_code queued, liveness_clock::time_point now) const noexcept {
+    if (queued)
+      return;
+    s.probing = true;
+    s.probe_sent = now;
+    ++s.probes;
   }
 };
 
-static_assert(tether::timed_strategy<max_age> && !tether::socket_option_strategy<max_age>);
-static_assert(tether::socket_option_strategy<socket_buffers> && !tether::timed_strategy<socket_buffers>);
+static_assert(tether::timed_strategy<owed_answer_probe> && tether::send_observing_strategy<owed_answer_probe>);
+static_assert(!tether::socket_option_strategy<owed_answer_probe>);
 } // namespace
 
 int main() {
-  using policy = tether::liveness<max_age, socket_buffers>;
+  using policy = tether::liveness<owed_answer_probe>;
   using connection = tether::connection<tether::line_codec, policy>;
 
   asio::io_context io;
   tether::timer_wheel wheel{io, {.tick = 10ms}};
   asio::ip::tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
-  tether::connection_settings<tether::line_codec, policy> settings{
-      .liveness = policy{max_age{.limit = 100ms}, socket_buffers{.bytes = 128 * 1024}}};
-  std::optional<liveness_clock::time_point> closed_at;
-  settings.on_close = [&](connection& conn, tether::close_reason why) {
-    closed_at = liveness_clock::now();
-    fmt::print("closed: {} ({})\n", tether::name(why), conn.close_detail());
+  tether::connection_context<tether::line_codec, policy> context{.liveness = policy{owed_answer_probe{}}};
+  std::map<const connection*, std::string> closes;
+  context.on_close = [&](connection& conn, tether::close_reason why) {
+    closes[&conn] = fmt::format("{} ({})", tether::close_reason_name(why), conn.close_detail());
   };
 
-  asio::ip::tcp::socket peer{io};
-  peer.connect(acceptor.local_endpoint());
-  const auto started = liveness_clock::now();
-  auto conn = connection::create(acceptor.accept(io), settings, wheel);
-  conn->start();
+  // Two peers that read what we send: one answers our probe like any tether peer, the other stays mute.
+  asio::ip::tcp::socket answering{io};
+  asio::ip::tcp::socket mute{io};
+  answering.connect(acceptor.local_endpoint());
+  auto talks = connection::create(acceptor.accept(io), context, wheel);
+  mute.connect(acceptor.local_endpoint());
+  auto silent = connection::create(acceptor.accept(io), context, wheel);
+  talks->start();
+  silent->start();
+  talks->send("question");
+  silent->send("question");
 
-  tether::sockopt::send_buffer_size buffer;
-  check(!tether::get_option(conn->socket(), buffer) && buffer.bytes >= 128 * 1024, "socket_buffers applied");
+  std::string probe(sizeof "question\n\x10ping are you there\n" - 1, '\0');
+  const auto give_up = liveness_clock::now() + 5s;
+  while (answering.available() < probe.size() && liveness_clock::now() < give_up)
+    io.run_for(10ms);
+  asio::read(answering, asio::buffer(probe));
+  check(probe == "question\n\x10ping are you there\n", "the probe follows the unanswered question");
+  asio::write(answering, asio::buffer(std::string_view{"\x10pong are you there\n"}));
 
-  io.run_for(300ms);
-  check(closed_at.has_value() && conn->close_detail() == "maximum connection age reached", "closed by max_age");
-  if (closed_at) {
-    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(*closed_at - started);
-    fmt::print("closed at age {} ms\n", age.count());
-    check(age >= 100ms, "not before the limit");
-  }
-  // local_close is not abortive: the peer sees an orderly end of stream.
-  char byte = 0;
-  std::error_code ec;
-  peer.read_some(asio::buffer(&byte, 1), ec);
-  check(ec == asio::error::eof, "peer sees FIN");
+  io.run_for(500ms);
+  fmt::print("answering peer: {}, mute peer: {}\n", talks->is_open() ? "open" : closes[talks.get()],
+             silent->is_open() ? "open" : closes[silent.get()]);
+  check(talks->is_open(), "a peer that answers the probe keeps its connection");
+  check(talks->liveness_state<owed_answer_probe>().probes == 1, "one probe, then nothing is owed");
+  check(closes[silent.get()] == "heartbeat_timeout (owed an answer, silent to our probe)", "the mute peer is closed");
   return failures == 0 ? 0 : 1;
 }

@@ -41,10 +41,10 @@ int main() {
 
   // 1. A live tether peer answers, and each answer is a round-trip measurement.
   tether::stats counters;
-  tether::connection_settings<tether::line_codec, policy> pinging{.liveness = policy{fast}, .stats = &counters};
+  tether::connection_context<tether::line_codec, policy> pinging{.liveness = policy{fast}, .stats = &counters};
   int answered = 0;
   pinging.on_heartbeat = [&](watched&, std::chrono::microseconds) { ++answered; };
-  tether::connection_settings<tether::line_codec> answering;  // no heartbeat of its own: it still answers
+  tether::connection_context<tether::line_codec> answering;  // no heartbeat of its own: it still answers
   {
     watched::socket_type socket{io};
     socket.connect(acceptor.local_endpoint());
@@ -53,11 +53,11 @@ int main() {
     server->start();
     client->start();
     io.run_for(250ms);
-    const auto rtt = client->heartbeat_round_trip();
-    fmt::print("{} pongs; rtt last {} us, min {} us, smoothed {} us\n", answered, rtt.last.count(), rtt.min.count(),
-               rtt.smoothed.count());
+    const tether::heartbeat::state& rtt = client->liveness_state<tether::heartbeat>();  // through the policy
+    fmt::print("{} pongs; rtt last {} us, min {} us, smoothed {} us\n", answered, rtt.last_rtt().count(),
+               rtt.min_rtt().count(), rtt.smoothed_rtt().count());
     check(answered >= 3 && counters.heartbeats() == static_cast<std::uint64_t>(answered), "round trips measured");
-    check(rtt.min.count() > 0 && rtt.min <= rtt.last, "min <= last");
+    check(rtt.min_rtt().count() > 0 && rtt.min_rtt() <= rtt.last_rtt(), "min <= last");
     check(client->is_open() && server->is_open(), "both open");
     client->abort();
     server->abort();
@@ -66,11 +66,11 @@ int main() {
   // 2. A peer that never answers (a hung process looks the same) is closed after interval + timeout, counted
   // from the last byte received (here: the start), plus up to two wheel ticks.
   std::optional<std::chrono::milliseconds> detected_after;
-  tether::connection_settings<tether::line_codec, policy> strict{.liveness = policy{fast}};
+  tether::connection_context<tether::line_codec, policy> strict{.liveness = policy{fast}};
   strict.on_close = [&](watched& conn, tether::close_reason why) {
     if (why == tether::close_reason::heartbeat_timeout)
-      detected_after = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - conn.last_received());
-    fmt::print("closed: {} ({})\n", tether::name(why), conn.close_detail());
+      detected_after = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - conn.last_activity().received);
+    fmt::print("closed: {} ({})\n", tether::close_reason_name(why), conn.close_detail());
   };
   asio::ip::tcp::socket silent{io};
   silent.connect(acceptor.local_endpoint());
@@ -87,7 +87,7 @@ int main() {
 
   // 3. Pings faster than min_peer_ping_interval earn strikes; max_ping_strikes in a row close the flooder.
   std::optional<tether::close_reason> flood_close;
-  tether::connection_settings<tether::line_codec, policy> guarded{
+  tether::connection_context<tether::line_codec, policy> guarded{
       .liveness = policy{tether::heartbeat{.interval = 10s, .min_peer_ping_interval = 1s, .max_ping_strikes = 3}}};
   guarded.on_close = [&](watched&, tether::close_reason why) { flood_close = why; };
   asio::ip::tcp::socket flooder{io};

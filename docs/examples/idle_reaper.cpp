@@ -46,7 +46,10 @@ int main() {
   tether::timer_wheel wheel{io, {.tick = 10ms}};
   asio::ip::tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
   const tether::idle_reaper reaper{.read_idle = 150ms};
-  tether::connection_settings<tether::line_codec, policy> settings{.liveness = policy{reaper}};
+  // An idle close is graceful: the peer gets FIN at read_idle, and the close completes when the peer closes too or,
+  // as with these peers that never do, after graceful_close_timeout (shortened here).
+  tether::connection_context<tether::line_codec, policy> settings{
+      .liveness = policy{reaper}, .options = {.graceful_close_timeout = 50ms}};
   settings.on_message = [](connection&, std::string_view) {};
 
   const auto started = steady::now();
@@ -85,7 +88,7 @@ int main() {
   io.run_for(450ms);
 
   for (const auto& [conn, seen] : closes)
-    fmt::print("{}: {} ({}) after {} ms\n", conn == trickler.get() ? "trickler" : "silent", tether::name(seen.reason),
+    fmt::print("{}: {} ({}) after {} ms\n", conn == trickler.get() ? "trickler" : "silent", tether::close_reason_name(seen.reason),
                seen.detail, seen.after.count());
   check(chatty->is_open(), "a peer sending whole lines is kept");
   for (const auto& reaped : {trickler, silent}) {

@@ -52,7 +52,7 @@ int main() {
   tether::timer_wheel wheel{io};
   asio::ip::tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
   using connection = tether::connection<tether::line_codec, full_policy>;
-  tether::connection_settings<tether::line_codec, full_policy> settings{.liveness = policy};
+  tether::connection_context<tether::line_codec, full_policy> settings{.liveness = policy};
   std::optional<tether::close_reason> closed;
   settings.on_close = [&](connection&, tether::close_reason why) { closed = why; };
 
@@ -78,13 +78,13 @@ int main() {
 
   // A value the platform refuses ends the connection inside start(), with the option's error kept.
   using keepalive_only = tether::liveness<tether::tcp_keepalive>;
-  tether::connection_settings<tether::line_codec, keepalive_only> refused_settings{
+  tether::connection_context<tether::line_codec, keepalive_only> refused_settings{
       .liveness = keepalive_only{tether::tcp_keepalive{.idle = 60s, .interval = 10s, .count = 0}}};
   asio::ip::tcp::socket second_peer{io};
   second_peer.connect(acceptor.local_endpoint());
   auto refused = tether::connection<tether::line_codec, keepalive_only>::create(acceptor.accept(io), refused_settings, wheel);
   refused->start();
-  fmt::print("refused: {} ({})\n", tether::name(refused->reason()), refused->close_error().message());
+  fmt::print("refused: {} ({})\n", tether::close_reason_name(refused->reason()), refused->close_error().message());
   check(refused->is_closed() && refused->reason() == tether::close_reason::io_error, "io_error at start");
   check(refused->close_error() == tether::error::keepalive_count_out_of_range, "the refusal is kept");
   io.run_for(50ms);

@@ -37,7 +37,7 @@ int main() {
     asio::ip::tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
     asio::ip::tcp::socket peer{io};
     peer.connect(acceptor.local_endpoint());
-    tether::connection_settings<tether::line_codec> settings{.stats = &counters};
+    tether::connection_context<tether::line_codec> settings{.stats = &counters};
     auto served = tether::connection<tether::line_codec>::create(acceptor.accept(io), settings, wheel);
     served->start();
     check(counters.live() == 1, "one live connection");

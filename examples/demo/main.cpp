@@ -82,7 +82,8 @@ struct chatty_client {
       conn.close();
     });
     connector.on_close([this](auto&, tether::close_reason why) { say(name, "closed: {}", why); });
-    connector.start();
+    if (const std::error_code ec = connector.start())
+      say(name, "cannot start: {}", ec.message());
   }
 
   void send_next(client_type::connection_type& conn) {
@@ -121,7 +122,7 @@ int main() {
   });
   server.on_close([](auto& conn, tether::close_reason why) {
     const auto silent_for = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                                  conn.last_received());
+                                                                                  conn.last_activity().received);
     say("server", "closed {}: {} ({}; last byte {} ms ago)", name_of(conn.remote()), why, conn.close_detail(),
         silent_for.count());
   });
@@ -187,7 +188,7 @@ int main() {
   for (std::size_t i = 0; i < tether::close_reason_count; ++i) {
     const auto reason = static_cast<tether::close_reason>(i);
     if (const auto count = stats.closed(reason))
-      fmt::print("  {:<18} {}\n", tether::name(reason), count);
+      fmt::print("  {:<18} {}\n", tether::close_reason_name(reason), count);
   }
   fmt::print("heartbeat round trips answered: {} (fastest {} us)\n", stats.heartbeats(), stats.min_heartbeat_rtt().count());
   return 0;

@@ -3,6 +3,7 @@
 //
 //   echo_client --connect 127.0.0.1:7000 --connections 10 --messages 5 --pause 20s --heartbeat 15s,5s --json
 #include "common/cli.hpp"
+#include "common/close_event.hpp"
 #include "common/events.hpp"
 #include "common/connection_flags.hpp"
 #include "common/socket_report.hpp"
@@ -157,10 +158,6 @@ std::optional<client_options> parse_command_line(int argc, char** argv) {
   return options;
 }
 
-std::int64_t milliseconds_since(std::chrono::steady_clock::time_point then) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - then).count();
-}
-
 // One connection's run through its messages. The connector behind it reconnects when --reconnect asks for it; a
 // session ends once its connection has closed for good, successfully or not.
 template <class Codec, class Liveness>
@@ -194,7 +191,7 @@ public:
   echo_session(const echo_session&) = delete;
   echo_session& operator=(const echo_session&) = delete;
 
-  void start() { connector_.start(); }
+  std::error_code start() { return connector_.start(); }
 
   // Gives up on the messages left: the run's time is up or it was interrupted.
   void abandon(std::string_view why) {
@@ -293,13 +290,9 @@ private:
   void closed(connection_type& conn, tether::close_reason why) {
     connected_ = false;
     in_flight_ = false;
-    std::vector<examples::field> fields{{"connection", id_},
-                                        {"reason", std::string{tether::name(why)}},
-                                        {"detail", std::string{conn.close_detail()}},
-                                        {"after_ms", milliseconds_since(conn.last_received())}};
-    // Other reasons name the failure already; after a clean close the error can still hold the peer's reset.
-    if (why == tether::close_reason::io_error)
-      fields.push_back({"error", conn.close_error().message()});
+    std::vector<examples::field> fields{{"connection", id_}};
+    const auto closing = examples::close_fields(conn, why);
+    fields.insert(fields.end(), closing.begin(), closing.end());
     events_.print("closed", fields);
     if (phase_ == phase::closing) {
       end();
@@ -307,7 +300,7 @@ private:
     }
     // With --reconnect the connector is already on its way to the next connection.
     if (!options_.reconnect)
-      fail(fmt::format("connection closed ({}: {}) after {} of {} echoes", tether::name(why), conn.close_detail(),
+      fail(fmt::format("connection closed ({}: {}) after {} of {} echoes", tether::close_reason_name(why), conn.close_detail(),
                        echoed_, options_.messages));
   }
 
@@ -380,8 +373,12 @@ int run(const client_options& options, const Codec& codec, const Liveness& liven
     if (!ec)
       abandon_all(signal == SIGINT ? "interrupted by SIGINT" : "interrupted by SIGTERM");
   });
-  for (const auto& session : sessions)
-    session->start();
+  for (const auto& session : sessions) {
+    if (const std::error_code ec = session->start()) {
+      fmt::print(stderr, "echo_client: {}\n", ec.message());
+      return 2;
+    }
+  }
   io.run();
 
   std::size_t echoed = 0;

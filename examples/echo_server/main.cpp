@@ -2,6 +2,7 @@
 //
 //   echo_server --listen 127.0.0.1:7000 --heartbeat 15s,5s --idle-timeout 5min --json
 #include "common/cli.hpp"
+#include "common/close_event.hpp"
 #include "common/events.hpp"
 #include "common/connection_flags.hpp"
 #include "common/socket_report.hpp"
@@ -128,10 +129,6 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
 
 std::string_view signal_name(int signal) { return signal == SIGINT ? "SIGINT" : "SIGTERM"; }
 
-std::int64_t milliseconds_since(std::chrono::steady_clock::time_point then) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - then).count();
-}
-
 template <class Codec, class Liveness>
 int serve(const server_options& options, const Codec& codec, const Liveness& liveness) {
   const examples::event_printer events{options.json};
@@ -141,7 +138,7 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
                                            {.address = options.listen.address(),
                                             .port = options.listen.port(),
                                             .reuse_port = options.threads > 1,
-                                            .threads = options.threads,
+                                            .shards = options.threads,
                                             .max_connections = options.max_connections,
                                             .max_per_address = options.max_per_address},
                                            codec, liveness};
@@ -166,16 +163,12 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   });
   server.on_reject([&](const asio::ip::tcp::endpoint& peer, tether::close_reason why) {
     events.print("rejected",
-                 {{"remote", examples::endpoint_text(peer)}, {"reason", std::string{tether::name(why)}}});
+                 {{"remote", examples::endpoint_text(peer)}, {"reason", std::string{tether::close_reason_name(why)}}});
   });
   server.on_close([&](connection_type& conn, tether::close_reason why) {
-    std::vector<examples::field> fields{{"remote", examples::endpoint_text(conn.remote())},
-                                        {"reason", std::string{tether::name(why)}},
-                                        {"detail", std::string{conn.close_detail()}},
-                                        {"after_ms", milliseconds_since(conn.last_received())}};
-    // Other reasons name the failure already; after a clean close the error can still hold the peer's reset.
-    if (why == tether::close_reason::io_error)
-      fields.push_back({"error", conn.close_error().message()});
+    std::vector<examples::field> fields{{"remote", examples::endpoint_text(conn.remote())}};
+    const auto closing = examples::close_fields(conn, why);
+    fields.insert(fields.end(), closing.begin(), closing.end());
     events.print("closed", fields);
   });
 
@@ -210,7 +203,7 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   for (std::size_t i = 0; i < tether::close_reason_count; ++i) {
     const auto reason = static_cast<tether::close_reason>(i);
     if (const auto count = stats.closed(reason))
-      summary.push_back({tether::name(reason), static_cast<std::int64_t>(count)});
+      summary.push_back({tether::close_reason_name(reason), static_cast<std::int64_t>(count)});
   }
   events.print("stopped", summary);
   return 0;

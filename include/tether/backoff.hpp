@@ -12,14 +12,16 @@
 #pragma once
 
 #include <tether/detail/config.hpp>
+#include <tether/error.hpp>
 
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <random>
-#include <stdexcept>
+#include <system_error>
 #include <utility>
 
 namespace tether {
@@ -39,7 +41,15 @@ struct backoff {
   }
 
   // A zero initial delay or a shrinking multiplier would retry a failing server without ever slowing down.
-  bool valid() const noexcept { return initial.count() > 0 && maximum >= initial && multiplier >= 1.0; }
+  std::error_code validate() const noexcept {
+    if (initial.count() <= 0)
+      return error::backoff_initial_not_positive;
+    if (maximum < initial)
+      return error::backoff_maximum_below_initial;
+    if (!(multiplier >= 1.0))
+      return error::backoff_multiplier_below_one;
+    return {};
+  }
 
   bool operator==(const backoff&) const = default;
 };
@@ -50,14 +60,13 @@ struct backoff {
 template <std::uniform_random_bit_generator Engine = std::minstd_rand>
 class backoff_schedule {
 public:
-  // Throws std::invalid_argument for a policy that is not backoff::valid().
+  // Expects a policy that validate() accepts (connector::start checks it first).
   explicit backoff_schedule(backoff policy)
     requires std::constructible_from<Engine, std::random_device::result_type>
       : backoff_schedule(policy, Engine{std::random_device{}()}) {}
 
   backoff_schedule(backoff policy, Engine engine) : policy_(policy), engine_(std::move(engine)) {
-    if (!policy_.valid())
-      throw std::invalid_argument("tether::backoff needs initial > 0, maximum >= initial and multiplier >= 1");
+    assert(!policy_.validate());
   }
 
   // The wait before the next retry, uniform in [0, next_ceiling()]; advances to the following retry.

@@ -29,15 +29,21 @@ enum class close_reason : std::uint8_t {
   io_error,           // any other socket error (see the connection's close_error())
 };
 
-inline constexpr std::size_t close_reason_count = 13;
+// io_error stays the last enumerator: the count, and every table sized by it, follow from it.
+inline constexpr std::size_t close_reason_count = static_cast<std::size_t>(close_reason::io_error) + 1;
 
-constexpr std::string_view name(close_reason reason) noexcept {
-  constexpr std::array<std::string_view, close_reason_count> names{
-      "peer_closed",  "peer_reset",     "keepalive_timeout", "user_timeout", "heartbeat_timeout",
-      "idle_timeout", "protocol_error", "ping_flood",        "backpressure", "limit_exceeded",
-      "local_close",  "shutdown",       "io_error"};
+namespace detail {
+inline constexpr std::array<std::string_view, close_reason_count> close_reason_names{
+    "peer_closed",  "peer_reset",     "keepalive_timeout", "user_timeout", "heartbeat_timeout",
+    "idle_timeout", "protocol_error", "ping_flood",        "backpressure", "limit_exceeded",
+    "local_close",  "shutdown",       "io_error"};
+static_assert(close_reason_names.back() == "io_error", "a close_reason without a name");
+} // namespace detail
+
+// The reason's stable snake_case name, as logs and the examples' JSON show it.
+constexpr std::string_view close_reason_name(close_reason reason) noexcept {
   const auto index = static_cast<std::size_t>(reason);
-  return index < names.size() ? names[index] : std::string_view{"unknown"};
+  return index < close_reason_count ? detail::close_reason_names[index] : std::string_view{"unknown"};
 }
 
 namespace detail {
@@ -45,7 +51,7 @@ class close_reason_category_impl final : public std::error_category {
 public:
   const char* name() const noexcept override { return "tether.close_reason"; }
   std::string message(int value) const override {
-    return std::string{tether::name(static_cast<close_reason>(value))};
+    return std::string{close_reason_name(static_cast<close_reason>(value))};
   }
 };
 } // namespace detail

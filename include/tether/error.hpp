@@ -26,6 +26,23 @@ enum class error {
   connection_not_open,
   frame_not_encodable,
   write_queue_full,
+  // A configuration that cannot work, reported by its validate() (and by listener::start, connector::start).
+  wheel_tick_not_positive,
+  wheel_slots_zero,
+  backoff_initial_not_positive,
+  backoff_maximum_below_initial,
+  backoff_multiplier_below_one,
+  connect_timeout_not_positive,
+  shards_zero,
+  accept_retry_initial_not_positive,
+  accept_retry_max_below_initial,
+  write_high_water_zero,
+  graceful_close_timeout_negative,
+  heartbeat_interval_not_positive,
+  heartbeat_timeout_not_positive,
+  heartbeat_peer_ping_interval_negative,
+  heartbeat_ping_strikes_not_positive,
+  idle_reaper_bound_negative,
 };
 
 namespace detail {
@@ -65,6 +82,38 @@ public:
       return "the codec cannot carry this payload (too large, or a newline in a line_codec payload)";
     case error::write_queue_full:
       return "the connection's write queue is above its high-water mark";
+    case error::wheel_tick_not_positive:
+      return "timer_wheel_options.tick must be at least 1ms";
+    case error::wheel_slots_zero:
+      return "timer_wheel_options.slots must be at least 1";
+    case error::backoff_initial_not_positive:
+      return "backoff.initial must be at least 1ms";
+    case error::backoff_maximum_below_initial:
+      return "backoff.maximum must be at least backoff.initial";
+    case error::backoff_multiplier_below_one:
+      return "backoff.multiplier must be at least 1.0";
+    case error::connect_timeout_not_positive:
+      return "connector_options.connect_timeout must be at least 1ms";
+    case error::shards_zero:
+      return "listener_options.shards must be at least 1";
+    case error::accept_retry_initial_not_positive:
+      return "listener_options.accept_retry_initial must be at least 1ms";
+    case error::accept_retry_max_below_initial:
+      return "listener_options.accept_retry_max must be at least accept_retry_initial";
+    case error::write_high_water_zero:
+      return "connection_options.write_high_water must be at least 1 byte";
+    case error::graceful_close_timeout_negative:
+      return "connection_options.graceful_close_timeout must be at least 0ms";
+    case error::heartbeat_interval_not_positive:
+      return "heartbeat.interval must be at least 1ms";
+    case error::heartbeat_timeout_not_positive:
+      return "heartbeat.timeout must be at least 1ms";
+    case error::heartbeat_peer_ping_interval_negative:
+      return "heartbeat.min_peer_ping_interval must be at least 0ms (0 accepts any rate)";
+    case error::heartbeat_ping_strikes_not_positive:
+      return "heartbeat.max_ping_strikes must be at least 1";
+    case error::idle_reaper_bound_negative:
+      return "idle_reaper.read_idle, write_idle and all_idle must be at least 0ms (0 is off)";
     }
     return "unknown tether error";
   }

@@ -122,7 +122,7 @@ struct fmt::formatter<tether::sockopt::tcp_info> : tether::detail::plain_formatt
 template <>
 struct fmt::formatter<tether::close_reason> : tether::detail::plain_formatter {
   auto format(tether::close_reason v, format_context& ctx) const {
-    return fmt::format_to(ctx.out(), "{}", tether::name(v));
+    return fmt::format_to(ctx.out(), "{}", tether::close_reason_name(v));
   }
 };
 
@@ -134,7 +134,7 @@ struct fmt::formatter<tether::stats> : tether::detail::plain_formatter {
     for (std::size_t i = 0; i < tether::close_reason_count; ++i) {
       const auto reason = static_cast<tether::close_reason>(i);
       if (const auto count = v.closed(reason))
-        out = fmt::format_to(out, " {}={}", tether::name(reason), count);
+        out = fmt::format_to(out, " {}={}", tether::close_reason_name(reason), count);
     }
     if (v.heartbeats() > 0)
       out = fmt::format_to(out, " heartbeats={} min_rtt={}", v.heartbeats(), tether::detail::duration_text(v.min_heartbeat_rtt()));

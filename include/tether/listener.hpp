@@ -11,7 +11,7 @@
 //   signals.async_wait([&](auto, int) { server.stop(std::chrono::seconds{10}); });
 //   io.run();  // returns once every connection has closed and every worker thread has been joined
 //
-// Shards. Shard 0 serves on the caller's io_context. With threads = N the listener runs N - 1 more shards, each on
+// Shards. Shard 0 serves on the caller's io_context. With shards = N the listener runs N - 1 more shards, each on
 // a thread of its own with its own io_context and timer wheel. With reuse_port, where the platform balances
 // connections over sockets sharing a port (Linux SO_REUSEPORT, FreeBSD SO_REUSEPORT_LB), every shard accepts on an
 // acceptor of its own; elsewhere shard 0 accepts alone and deals connections out round-robin over all shards. A
@@ -39,12 +39,10 @@
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
 
-#include <asio/error.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/ip/address_v4.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/post.hpp>
 #include <asio/socket_base.hpp>
 
 #include <atomic>
@@ -55,34 +53,35 @@
 #include <memory>
 #include <string_view>
 #include <system_error>
-#include <utility>
-#include <vector>
 
 namespace tether {
 
 struct listener_options {
+  // Loopback unless told otherwise: a server is reachable from other machines only once it asks to be.
   asio::ip::address address = asio::ip::address_v4::loopback();
   std::uint16_t port = 0;  // 0 picks a free port; local_endpoint() tells which
   int backlog = asio::socket_base::max_listen_connections;
   // Rebind at once while old connections sit in TIME_WAIT (SO_EXCLUSIVEADDRUSE on Windows).
   bool reuse_address = true;
-  // SO_REUSEPORT on every acceptor: with threads > 1 each shard then accepts for itself. Where the platform does
-  // not balance a shared port, threads > 1 falls back to shard 0 dealing connections out, and threads = 1 makes
-  // start() report the refusal.
+  // SO_REUSEPORT on every acceptor: with shards > 1 each shard then accepts for itself. Where the platform does
+  // not balance a shared port, shards > 1 falls back to shard 0 dealing connections out, and shards = 1 makes
+  // start() report the refusal. Another process binding the same port with reuse_port shares its connections.
   bool reuse_port = false;
-  std::size_t threads = 1;  // shards, each on a thread; shard 0 on the caller's io_context
+  std::size_t shards = 1;  // counts shard 0, which runs on the caller's io_context; each other has a thread
   std::size_t max_connections = 0;  // over all shards; 0 = unlimited
   std::size_t max_per_address = 0;  // per remote IP address; 0 = unlimited
   // How a refused connection is closed: abortive sends RST (no TIME_WAIT here), graceful sends FIN.
   enum class rejection : std::uint8_t { abortive, graceful } reject = rejection::abortive;
-  timer_wheel_config wheel{};  // for every shard's wheel
+  timer_wheel_options wheel{};  // for every shard's wheel
   // How long a shard pauses accepting after running out of descriptors or memory (or another error that may
   // persist), doubling per failure and reset by a successful accept: the values Go's net/http uses.
   std::chrono::milliseconds accept_retry_initial{5};
   std::chrono::milliseconds accept_retry_max{1000};
+
+  std::error_code validate() const noexcept;
 };
 
-template <codec Codec, class Liveness = liveness<>>
+template <class Codec, liveness_policy Liveness = liveness<>>
 class listener {
   using shard_type = detail::listener_shard<Codec, Liveness>;
   using acceptor_type = typename shard_type::acceptor_type;
@@ -91,123 +90,48 @@ public:
   using connection_type = connection<Codec, Liveness>;
 
   listener(asio::io_context& io, listener_options options, Codec codec = {}, Liveness liveness = {},
-           connection_options connection = {})
-      : io_(io), options_(std::move(options)),
-        core_({.codec = std::move(codec), .liveness = std::move(liveness), .options = connection},
-              {.wheel = options_.wheel,
-               .reject_abortively = options_.reject == listener_options::rejection::abortive,
-               .accept_retry_initial = options_.accept_retry_initial,
-               .accept_retry_max = options_.accept_retry_max},
-              options_.max_connections, options_.max_per_address) {}
-
+           connection_options connection = {});
   listener(const listener&) = delete;
   listener& operator=(const listener&) = delete;
 
   // Joins the worker threads and aborts whatever is still open (on_close reports shutdown). Destroy the listener
   // on its io_context's thread or after io.run() has returned, and before the io_context.
-  ~listener() {
-    stopping_.store(true);
-    for (std::size_t i = 1; i < core_.shards.size(); ++i) {
-      asio::post(core_.shards[i]->context(), [weak = std::weak_ptr<shard_type>(core_.shards[i])] {
-        if (auto shard = weak.lock())
-          shard->abort_all();
-      });
-    }
-    if (workers_)
-      workers_->join();
-    if (!core_.shards.empty())
-      core_.shards.front()->abort_all();
-  }
+  ~listener();
 
   // Handlers, set before start(). They run on the thread of the connection's shard and must not throw.
-  void on_message(std::function<void(connection_type&, std::string_view)> handler) {
-    core_.settings.on_message = std::move(handler);
-  }
+  void on_message(std::function<void(connection_type&, std::string_view)> handler);
   // Every connection that started reaches on_close exactly once, with its reason.
-  void on_close(std::function<void(connection_type&, close_reason)> handler) {
-    core_.settings.on_close = std::move(handler);
-  }
+  void on_close(std::function<void(connection_type&, close_reason)> handler);
   // Once the connection has started and before its first message. A connection that closes while starting
-  // (io_error: the platform refused a liveness option) reaches on_close without on_accept.
-  void on_accept(std::function<void(connection_type&)> handler) { core_.on_accept = std::move(handler); }
-  void on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler) {
-    core_.settings.on_heartbeat = std::move(handler);
-  }
+  // (peer_reset: reset right after the accept; io_error: the platform refused a liveness option) reaches
+  // on_close without on_accept.
+  void on_accept(std::function<void(connection_type&)> handler);
+  void on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler);
   // A connection closed before it became one: over a limit (limit_exceeded), arriving while the listener stops
   // (shutdown), or one a shard's io_context could not take over (io_error). It reaches no other handler.
-  void on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason)> handler) {
-    core_.on_reject = std::move(handler);
-  }
+  void on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason)> handler);
 
-  // Opens, configures, binds and listens on every acceptor, then starts accepting and the worker threads.
-  // Failures come back as error codes (address_in_use, a refused socket option, invalid_argument for options
-  // that cannot work) and leave the listener as it was, so start() may be tried again.
-  std::error_code start() {
-    if (started_)
-      return asio::error::already_started;
-    if (stopping_.load())
-      return asio::error::operation_aborted;
-    if (!workable(options_))
-      return asio::error::invalid_argument;
-
-    auto workers =
-        options_.threads > 1 ? std::make_shared<detail::listener_workers>(io_, options_.threads - 1) : nullptr;
-    std::vector<std::shared_ptr<shard_type>> shards;
-    shards.push_back(std::make_shared<shard_type>(io_, core_, false));
-    for (std::size_t i = 0; workers && i < workers->size(); ++i)
-      shards.push_back(std::make_shared<shard_type>(workers->context(i), core_, true));
-
-    bool every_shard_accepts = false;
-    if (auto ec = open_first_acceptor(shards.front()->acceptor(), every_shard_accepts))
-      return ec;
-    std::error_code ec;
-    const asio::ip::tcp::endpoint bound = shards.front()->acceptor().local_endpoint(ec);
-    if (ec)
-      return ec;
-    for (std::size_t i = 1; every_shard_accepts && i < shards.size(); ++i) {
-      if (auto refused = open_sibling_acceptor(shards[i]->acceptor(), bound))
-        return refused;
-    }
-
-    core_.shards = std::move(shards);
-    core_.shard_0_hands_out = workers && !every_shard_accepts;
-    workers_ = std::move(workers);
-    local_endpoint_ = bound;
-    started_ = true;
-    // The workers' first accepts are set up before their threads exist, which orders them before the threads.
-    for (const auto& shard : core_.shards)
-      shard->begin_accepting();
-    if (workers_)
-      workers_->launch();
-    return {};
-  }
+  // Validates every option (the listener's, the connections', the wheel's and each strategy's: the error names
+  // the field), then opens, configures, binds and listens on every acceptor and starts accepting and the worker
+  // threads. Failures come back as error codes (address_in_use, a refused socket option, a field out of range)
+  // and leave the listener as it was, so start() may be tried again.
+  std::error_code start();
 
   // The address and port the listener is bound to, once start() succeeded.
   asio::ip::tcp::endpoint local_endpoint() const { return local_endpoint_; }
 
   // Shard 0's listening socket, for reading its options back (tether::get_option) once start() succeeded.
   // Accepted connections start from its socket options; sibling shards' acceptors are configured alike.
-  // Before start() there is no socket yet: the invalid handle (-1, INVALID_SOCKET on Windows).
-  native_socket native_handle() {
-    return core_.shards.empty() ? static_cast<native_socket>(-1) : core_.shards.front()->acceptor().native_handle();
-  }
+  // Before start() there is no socket yet: detail::invalid_socket (-1, INVALID_SOCKET on Windows).
+  native_socket native_handle();
 
-  // Stops accepting at once and winds every connection down with shut_down(): a goaway where the codec carries
-  // control frames (the connection keeps serving until the peer closes), a graceful close otherwise. What is
-  // still open after `deadline` is aborted. on_close reports shutdown either way. Each shard then releases its
+  // Stops accepting at once and asks every connection to leave: a goaway where the codec carries control frames
+  // (the connection keeps serving until the peer closes), a graceful close otherwise. What is still open after
+  // `deadline` is aborted. on_close reports shutdown for those that leave or are aborted; a connection that meets
+  // another end meanwhile (its peer resets, its heartbeat times out) reports that. Each shard then releases its
   // io_context, so io.run() returns by itself once everything is closed and the worker threads are joined.
   // Returns at once; safe from any thread, a handler or a signal_set callback included; later calls do nothing.
-  void stop(std::chrono::milliseconds deadline) {
-    if (stopping_.exchange(true))
-      return;
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    for (const auto& shard : core_.shards) {
-      asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), until] {
-        if (auto alive = weak.lock())
-          alive->stop(until);
-      });
-    }
-  }
+  void stop(std::chrono::milliseconds deadline);
 
   // Shared by every shard: opens and closes per reason, refusals counted under their reason.
   const tether::stats& stats() const noexcept { return core_.stats; }
@@ -216,48 +140,12 @@ public:
   std::size_t connections() const noexcept { return core_.limits.admitted(); }
 
 private:
-  static bool workable(const listener_options& options) noexcept {
-    return options.threads > 0 && options.wheel.tick.count() > 0 && options.wheel.slots > 0 &&
-           options.accept_retry_initial.count() > 0 && options.accept_retry_max >= options.accept_retry_initial;
-  }
-
+  std::error_code validate() const noexcept;
   // Shard 0's acceptor. Reports through every_shard_accepts whether the other shards can share its port.
-  std::error_code open_first_acceptor(acceptor_type& acceptor, bool& every_shard_accepts) const {
-    const asio::ip::tcp::endpoint requested{options_.address, options_.port};
-    if (auto ec = open(acceptor, requested))
-      return ec;
-    if (options_.reuse_port) {
-      const std::error_code refused = set_option(acceptor, sockopt::reuse_port{});
-      if (refused && options_.threads == 1)
-        return refused;
-      every_shard_accepts = !refused && options_.threads > 1;
-    }
-    return bind_and_listen(acceptor, requested);
-  }
-
-  std::error_code open_sibling_acceptor(acceptor_type& acceptor, const asio::ip::tcp::endpoint& bound) const {
-    if (auto ec = open(acceptor, bound))
-      return ec;
-    if (auto ec = set_option(acceptor, sockopt::reuse_port{}))
-      return ec;
-    return bind_and_listen(acceptor, bound);
-  }
-
-  std::error_code open(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const {
-    std::error_code ec;
-    acceptor.open(at.protocol(), ec);
-    if (!ec && options_.reuse_address)
-      ec = set_option(acceptor, sockopt::reuse_address{});
-    return ec;
-  }
-
-  std::error_code bind_and_listen(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const {
-    std::error_code ec;
-    acceptor.bind(at, ec);
-    if (!ec)
-      acceptor.listen(options_.backlog, ec);
-    return ec;
-  }
+  std::error_code open_first_acceptor(acceptor_type& acceptor, bool& every_shard_accepts) const;
+  std::error_code open_sibling_acceptor(acceptor_type& acceptor, const asio::ip::tcp::endpoint& bound) const;
+  std::error_code open(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const;
+  std::error_code bind_and_listen(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const;
 
   asio::io_context& io_;
   listener_options options_;
@@ -269,3 +157,5 @@ private:
 };
 
 } // namespace tether
+
+#include <tether/impl/listener.hpp>

@@ -23,6 +23,7 @@
 
 #include <tether/detail/config.hpp>
 #include <tether/detail/hashed_wheel.hpp>
+#include <tether/error.hpp>
 
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -34,18 +35,26 @@
 
 namespace tether {
 
-struct timer_wheel_config {
+struct timer_wheel_options {
   // Deadlines are rounded up to whole ticks; each tick costs one wake-up while anything is scheduled.
   std::chrono::milliseconds tick{100};
   // One rotation (tick * slots) should cover the common timeouts so nodes rarely wait out extra rotations.
   std::size_t slots = 512;
+
+  std::error_code validate() const noexcept {
+    if (tick.count() <= 0)
+      return error::wheel_tick_not_positive;
+    if (slots == 0)
+      return error::wheel_slots_zero;
+    return {};
+  }
 };
 
 class timer_wheel {
 public:
-  // Throws std::invalid_argument for a tick that is not positive or for zero slots.
-  explicit timer_wheel(asio::io_context& io, timer_wheel_config config = {})
-      : state_(std::make_shared<state>(io, config)) {}
+  // Expects options that validate() accepts (listener::start and connector::start check them first).
+  explicit timer_wheel(asio::io_context& io, timer_wheel_options options = {})
+      : state_(std::make_shared<state>(io, options)) {}
 
   timer_wheel(const timer_wheel&) = delete;
   timer_wheel& operator=(const timer_wheel&) = delete;
@@ -81,8 +90,8 @@ private:
   // Owned by the wheel alone; pending waits hold a weak_ptr, so a completion that outlives the wheel finds
   // nothing to touch.
   struct state {
-    state(asio::io_context& io, const timer_wheel_config& config)
-        : tick(config.tick), wheel(config.tick, config.slots, std::chrono::steady_clock::now()), timer(io) {}
+    state(asio::io_context& io, const timer_wheel_options& options)
+        : tick(options.tick), wheel(options.tick, options.slots, std::chrono::steady_clock::now()), timer(io) {}
 
     const std::chrono::milliseconds tick;
     detail::hashed_wheel wheel;

@@ -15,8 +15,10 @@ using codec = tether::raw_codec;
 int main() {
   asio::io_context io;
   tether::timer_wheel wheel{io};
-  tether::connection_settings<codec, tether::liveness<tether::heartbeat>> settings;
-  auto connection = tether::connection<codec, tether::liveness<tether::heartbeat>>::create(
-      tether::connection<codec, tether::liveness<tether::heartbeat>>::socket_type{io}, settings, wheel);
+  tether::connection_context<codec, tether::liveness<tether::heartbeat>> context;
+  using connection_type = tether::connection<codec, tether::liveness<tether::heartbeat>>;
+  connection_type::socket_type socket{io};
+  socket.open(asio::ip::tcp::v4());
+  auto connection = connection_type::create(std::move(socket), context, wheel);
   return connection->is_open() ? 1 : 0;
 }

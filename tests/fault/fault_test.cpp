@@ -98,8 +98,8 @@ struct client_and_server {
   asio::io_context io;
   tether::timer_wheel wheel{io, {.tick = tick}};
   asio::ip::tcp::acceptor acceptor;
-  tether::connection_settings<tether::line_codec> server_settings;
-  tether::connection_settings<tether::line_codec, ClientLiveness> client_settings;
+  tether::connection_context<tether::line_codec> server_settings;
+  tether::connection_context<tether::line_codec, ClientLiveness> client_settings;
   std::shared_ptr<server_connection> server;
   std::shared_ptr<client_connection> client;
   std::vector<std::string> echoes;
@@ -236,7 +236,7 @@ TEST_CASE("fault: a vanished peer host or a crashed peer process is detected wit
       asio::io_context child_io;
       asio::ip::tcp::acceptor child_acceptor{child_io, asio::ip::tcp::v4(), ::dup(acceptor.native_handle())};
       tether::timer_wheel wheel{child_io};
-      tether::connection_settings<tether::line_codec> settings;
+      tether::connection_context<tether::line_codec> settings;
       settings.on_message = [](auto& c, std::string_view line) { c.send(line); };
       std::shared_ptr<tether::connection<tether::line_codec>> served;
       child_acceptor.async_accept(child_io, [&](std::error_code ec, tether::connection<tether::line_codec>::socket_type socket) {
@@ -261,7 +261,7 @@ TEST_CASE("fault: a vanished peer host or a crashed peer process is detected wit
     acceptor.close();
     tether::timer_wheel wheel{io, {.tick = tick}};
     using client_connection = tether::connection<tether::line_codec, tether::liveness<tether::heartbeat>>;
-    tether::connection_settings<tether::line_codec, tether::liveness<tether::heartbeat>> settings;
+    tether::connection_context<tether::line_codec, tether::liveness<tether::heartbeat>> settings;
     settings.liveness = tether::liveness{tether::heartbeat{.interval = 1s, .timeout = 1s}};
     std::vector<std::string> echoes;
     std::optional<close_reason> closed;

@@ -85,7 +85,7 @@ struct echo_server {
   tether::timer_wheel wheel;
   asio::ip::tcp::acceptor acceptor;
   tether::stats stats;
-  tether::connection_settings<Codec, Liveness> settings;
+  tether::connection_context<Codec, Liveness> settings;
   std::vector<std::shared_ptr<connection_type>> connections;
   std::vector<std::string> messages;
   std::vector<close_record> closes;
@@ -161,8 +161,9 @@ TEST_CASE("answered heartbeats keep an idle connection open and measure the roun
   CHECK(connection->is_open());
   CHECK(rtts.size() >= 4);
   CHECK(server.stats.heartbeats() == rtts.size());
-  CHECK(connection->heartbeat_round_trip().min.count() > 0);
-  CHECK(connection->heartbeat_round_trip().min <= connection->heartbeat_round_trip().last);
+  const auto& heartbeat = connection->liveness_state<tether::heartbeat>();
+  CHECK(heartbeat.min_rtt().count() > 0);
+  CHECK(heartbeat.min_rtt() <= heartbeat.last_rtt());
 }
 
 TEST_CASE("a peer process stopped with SIGSTOP is caught by heartbeat but not by kernel keepalive") {
@@ -178,7 +179,7 @@ TEST_CASE("a peer process stopped with SIGSTOP is caught by heartbeat but not by
     // The peer: a tether client that answers pings by itself, in its own process so it can be stopped.
     asio::io_context peer_io;
     tether::timer_wheel wheel{peer_io};
-    tether::connection_settings<tether::line_codec> settings;
+    tether::connection_context<tether::line_codec> settings;
     using peer_connection = tether::connection<tether::line_codec>;
     std::vector<std::shared_ptr<peer_connection>> peers;
     for (auto port : {with_heartbeat.acceptor.local_endpoint().port(), with_keepalive.acceptor.local_endpoint().port()}) {
@@ -222,6 +223,7 @@ TEST_CASE("busy connections are never pinged or reaped while idle ones are reape
   raw_peer busy{io};
   raw_peer idle{io};
   idle.answer_pings = true;
+  idle.close_on_eof = true;
   const auto start = clock_type::now();
   auto busy_connection = server.accept_from(busy);
   auto idle_connection = server.accept_from(idle);
@@ -246,7 +248,10 @@ TEST_CASE("busy connections are never pinged or reaped while idle ones are reape
   REQUIRE(server.closed(*idle_connection) != nullptr);
   CHECK(server.closed(*idle_connection)->reason == close_reason::idle_timeout);
   CHECK(server.closed(*idle_connection)->detail == "read idle");
-  const auto reaped = since(start, server.closed(*idle_connection)->at);
+  // An idle close is graceful: the peer sees our FIN when the reaper decides, and the close completes with its own.
+  REQUIRE(idle.closed);
+  CHECK(idle.error == asio::error::eof);
+  const auto reaped = since(start, idle.closed_at);
   CHECK(reaped >= reaper.read_idle);
   CHECK(within_budget("read_idle reaps an idle peer", reaped, reaper.read_idle + tick + scaled(100ms)));
   // Heartbeats are not application activity: the pinged-and-answering idle peer was reaped all the same.
@@ -331,7 +336,7 @@ TEST_CASE("close reasons are delivered exactly once when both sides close at the
   using connection_type = tether::connection<tether::line_codec>;
   std::map<const connection_type*, std::vector<close_reason>> reasons;
   int messages_after_close = 0;
-  tether::connection_settings<tether::line_codec> settings;
+  tether::connection_context<tether::line_codec> settings;
   settings.on_close = [&](connection_type& c, close_reason why) { reasons[&c].push_back(why); };
   settings.on_message = [&](connection_type& c, std::string_view) { messages_after_close += reasons.count(&c) ? 1 : 0; };
 
@@ -357,7 +362,10 @@ TEST_CASE("close reasons are delivered exactly once when both sides close at the
     CHECK(reasons[server_side.get()].size() == 1);
     CHECK(reasons[client_side.get()].size() == 1);
     CHECK(reasons[client_side.get()].front() == close_reason::local_close);
-    CHECK(reasons[server_side.get()].front() == close_reason::local_close);
+    // A graceful close the peer ends with a reset does not end as a clean one: its reason says so.
+    CHECK(reasons[server_side.get()].front() == (abort_one ? close_reason::peer_reset : close_reason::local_close));
+    if (abort_one)
+      CHECK(server_side->close_detail() == "the peer reset the connection during a graceful close");
     server_side->close();
     client_side->abort();
     CHECK(reasons[client_side.get()].size() == 1);
@@ -488,6 +496,7 @@ TEST_CASE("a slowloris trickling bytes without ever finishing a line is reaped")
   raw_peer trickler{io};
   raw_peer honest{io};
   const auto start = clock_type::now();
+  trickler.close_on_eof = true;
   auto trickling = server.accept_from(trickler);
   auto serving = server.accept_from(honest);
 
@@ -504,7 +513,9 @@ TEST_CASE("a slowloris trickling bytes without ever finishing a line is reaped")
   trickle();
   REQUIRE(run_until(io, [&] { return server.closed(*trickling) != nullptr; }));
   pacer.cancel();
-  const auto reaped = since(start, server.closed(*trickling)->at);
+  REQUIRE(trickler.closed);
+  CHECK(trickler.error == asio::error::eof);
+  const auto reaped = since(start, trickler.closed_at);
   CHECK(server.closed(*trickling)->reason == close_reason::idle_timeout);
   CHECK(within_budget("read_idle reaps a slowloris", reaped, reaper.read_idle + tick + scaled(150ms)));
   CHECK(serving->is_open());
@@ -549,6 +560,147 @@ TEST_CASE("a pong waiting unread in our own receive queue is not a dead peer") {
   answer_late.async_wait([&](const std::error_code&) { asio::write(peer.socket, asio::buffer(std::string_view{"\x10pong 1\n"})); });
   std::this_thread::sleep_for(policy.interval + policy.timeout + 100ms);
   run_for(io, 30ms);
+  CHECK(connection->is_open());
+  CHECK(server.closed(*connection) == nullptr);
+}
+
+namespace {
+
+// A strategy of the test's own: every `every` of silence it sends a probe ping with a payload of its choosing and
+// remembers the pongs that answer it; when `patience` probes in a row go unanswered it closes with its own detail.
+struct probe_strategy {
+  std::chrono::milliseconds every{100};
+  int patience = 2;
+
+  struct state {
+    clock_type::time_point last_probe{};
+    int unanswered = 0;
+    int answered = 0;
+    int sent = 0;
+  };
+  static constexpr bool needs_control_frames = true;
+
+  clock_type::time_point next_deadline(const state& s, const tether::activity& seen) const noexcept {
+    return std::max(seen.received, s.last_probe) + every;
+  }
+
+  tether::verdict on_deadline(state& s, const tether::activity& seen, clock_type::time_point now) const noexcept {
+    if (now < std::max(seen.received, s.last_probe) + every)
+      return tether::verdict::none();
+    if (s.unanswered >= patience)
+      return tether::verdict::close(close_reason::heartbeat_timeout, "the test's probe went unanswered");
+    return tether::verdict::send(tether::frame_kind::ping, "probe " + std::to_string(s.sent + 1));
+  }
+
+  void on_sent(state& s, const tether::control_frame&, std::error_code ec, clock_type::time_point now) const noexcept {
+    if (ec)
+      return;
+    s.last_probe = now;
+    ++s.sent;
+    ++s.unanswered;
+  }
+
+  tether::verdict on_control(state& s, const tether::control_frame& frame, clock_type::time_point) const noexcept {
+    if (frame.kind == tether::frame_kind::pong && frame.payload.starts_with("probe ")) {
+      s.unanswered = 0;
+      ++s.answered;
+    }
+    return tether::verdict::none();
+  }
+};
+
+// line_codec, except that it cannot encode pings: every heartbeat ping is refused by the codec.
+struct pingless_line_codec : tether::line_codec {
+  bool encode(tether::frame_kind kind, std::string_view payload, std::string& out) const {
+    return kind != tether::frame_kind::ping && line_codec::encode(kind, payload, out);
+  }
+};
+
+} // namespace
+
+TEST_CASE("a strategy written outside the library sends its own control frames and closes with its own verdict") {
+  asio::io_context io;
+  using policy = tether::liveness<probe_strategy>;
+  echo_server server{io, policy{probe_strategy{}}};
+  raw_peer answering{io};
+  answering.answer_pings = true;
+  raw_peer mute{io};
+  auto kept = server.accept_from(answering);
+  auto dropped = server.accept_from(mute);
+
+  REQUIRE(run_until(io, [&] { return server.closed(*dropped) != nullptr; }, scaled(3000ms)));
+  CHECK(server.closed(*dropped)->reason == close_reason::heartbeat_timeout);
+  CHECK(server.closed(*dropped)->detail == "the test's probe went unanswered");
+  CHECK(mute.count("\x10ping probe 1\n") == 1);
+  CHECK(mute.count("\x10ping probe 2\n") == 1);
+  CHECK(kept->is_open());
+  const auto& probes = kept->liveness_state<probe_strategy>();
+  CHECK(probes.answered >= 2);
+  CHECK(probes.answered == probes.sent - probes.unanswered);
+  CHECK(answering.count("\x10ping probe 1\n") == 1);
+}
+
+TEST_CASE("a ping the connection cannot queue is not waited for, so a peer whose bytes keep arriving stays") {
+  asio::io_context io;
+  const tether::heartbeat policy{.interval = 100ms, .timeout = 100ms};
+  using server_type = echo_server<tether::liveness<tether::heartbeat>, pingless_line_codec>;
+  server_type server{io, tether::liveness{policy}};
+  raw_peer talking{io};
+  raw_peer silent{io};
+  auto kept = server.accept_from(talking);
+  auto dropped = server.accept_from(silent);
+
+  // Every 150 ms, longer than the interval: each time a ping is due and refused by the codec.
+  asio::steady_timer pacer{io};
+  std::function<void()> talk = [&] {
+    talking.write("still here\n");
+    pacer.expires_after(150ms);
+    pacer.async_wait([&](const std::error_code& ec) {
+      if (!ec)
+        talk();
+    });
+  };
+  talk();
+  run_for(io, 1200ms);
+  pacer.cancel();
+  CHECK(kept->is_open());
+  CHECK(kept->liveness_state<tether::heartbeat>().pings_sent() == 0);
+  CHECK(talking.count("\x10ping") == 0);
+  REQUIRE(server.closed(*dropped) != nullptr);
+  CHECK(server.closed(*dropped)->reason == close_reason::heartbeat_timeout);
+  CHECK(server.closed(*dropped)->detail == "nothing arrived within the heartbeat timeout and our ping could not be queued");
+}
+
+TEST_CASE("with overflow::refuse and a peer that does not read, heartbeat keeps a connection whose bytes arrive") {
+  asio::io_context io;
+  const tether::heartbeat policy{.interval = 100ms, .timeout = 100ms};
+  echo_server server{io, tether::liveness{policy},
+                     {.write_high_water = 256 * 1024, .on_overflow = tether::connection_options::overflow::refuse}};
+  raw_peer stalled{io};
+  stalled.connect(server.acceptor.local_endpoint());  // sends, never reads
+  auto connection = server.accept();
+
+  // Fill our write queue past the high-water mark: the kernel buffers fill and sends are refused.
+  const std::string block(64 * 1024, 'x');
+  std::error_code refused;
+  for (int i = 0; i < 1000 && !refused; ++i) {
+    refused = connection->send(block);
+    io.poll();
+  }
+  REQUIRE(refused == tether::error::write_queue_full);
+
+  asio::steady_timer pacer{io};
+  std::function<void()> talk = [&] {
+    stalled.write("still here\n");
+    pacer.expires_after(150ms);
+    pacer.async_wait([&](const std::error_code& ec) {
+      if (!ec)
+        talk();
+    });
+  };
+  talk();
+  run_for(io, 1200ms);
+  pacer.cancel();
   CHECK(connection->is_open());
   CHECK(server.closed(*connection) == nullptr);
 }

@@ -347,7 +347,7 @@ TEST_CASE("a goaway from a tether server makes the client reconnect right after 
   asio::io_context io;
   auto listener = make_listener(io);
   tether::timer_wheel server_wheel{io};
-  tether::connection_settings<tether::line_codec> server_settings;
+  tether::connection_context<tether::line_codec> server_settings;
   std::vector<std::shared_ptr<line_server_connection>> served;
   std::vector<close_reason> server_closes;
   server_settings.on_close = [&](auto&, close_reason why) { server_closes.push_back(why); };
@@ -387,7 +387,7 @@ TEST_CASE("a goaway from a tether server makes the client reconnect right after 
     client.on_goaway([&](auto&) { ++goaways; });
     client.start();
     REQUIRE(run_until(io, [&] { return served.size() == 1; }));
-    served.front()->shut_down();
+    served.front()->send_goaway();
     served.front()->close();
     REQUIRE(run_until(io, [&] { return connects == 2 && served.size() == 2; }));
     CHECK(*first_close == close_reason::peer_closed);
@@ -399,7 +399,7 @@ TEST_CASE("a goaway from a tether server makes the client reconnect right after 
     });
     client.start();
     REQUIRE(run_until(io, [&] { return served.size() == 1; }));
-    served.front()->shut_down();
+    served.front()->send_goaway();
     REQUIRE(run_until(io, [&] { return connects == 2 && served.size() == 2 && !server_closes.empty(); }));
     CHECK(*first_close == close_reason::local_close);
     CHECK(server_closes.front() == close_reason::shutdown);
@@ -418,7 +418,7 @@ TEST_CASE("a heartbeat over the connector measures round trips against a tether 
   asio::io_context io;
   auto listener = make_listener(io);
   tether::timer_wheel server_wheel{io};
-  tether::connection_settings<tether::line_codec> server_settings;
+  tether::connection_context<tether::line_codec> server_settings;
   std::shared_ptr<line_server_connection> served;
   listener.async_accept(io, [&](const std::error_code& ec, line_server_connection::socket_type socket) {
     if (ec)
@@ -558,13 +558,28 @@ TEST_CASE("destroying a connector cancels its work without running handlers") {
   CHECK(handler_calls == 0);
 }
 
-TEST_CASE("a connector refuses a connect timeout that is not positive") {
+TEST_CASE("a connector refuses options that cannot work and names the field") {
   asio::io_context io;
-  bool refused = false;
-  try {
-    line_client client{io, {.service = "1", .connect_timeout = 0ms}};
-  } catch (const std::invalid_argument&) {
-    refused = true;
+  tether::connector_options options{.service = "1"};
+  std::error_code expected;
+  SECTION("connect timeout") {
+    options.connect_timeout = 0ms;
+    expected = tether::error::connect_timeout_not_positive;
   }
-  CHECK(refused);
+  SECTION("backoff") {
+    options.retry.multiplier = 0.5;
+    expected = tether::error::backoff_multiplier_below_one;
+  }
+  SECTION("wheel") {
+    options.wheel.tick = 0ms;
+    expected = tether::error::wheel_tick_not_positive;
+  }
+  line_client client{io, options};
+  CHECK(client.start() == expected);
+  CHECK(runs_out_of_work(io));
+  CHECK(client.attempts() == 0);
+
+  tether::connector<tether::line_codec, tether::liveness<tether::heartbeat>> bad_strategy{
+      io, {.service = "1"}, {}, tether::liveness{tether::heartbeat{.interval = 0ms}}};
+  CHECK(bad_strategy.start() == tether::error::heartbeat_interval_not_positive);
 }

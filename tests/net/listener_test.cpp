@@ -4,6 +4,7 @@
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/listener.hpp>
+#include <tether/liveness/tcp_keepalive.hpp>
 
 #include <asio.hpp>
 #include <fmt/format.h>
@@ -344,7 +345,7 @@ TEST_CASE("a listener echoes the lines of several clients byte for byte") {
 }
 
 TEST_CASE("two shards both accept and echo") {
-  tether::listener_options options{.threads = 2};
+  tether::listener_options options{.shards = 2};
   SECTION("each shard accepts on its own acceptor with reuse_port") { options.reuse_port = true; }
   SECTION("shard 0 hands connections out without reuse_port") { options.reuse_port = false; }
 
@@ -512,8 +513,8 @@ TEST_CASE("running out of descriptors pauses accepting without spinning and reco
 
 TEST_CASE("stop lets clients finish after a goaway and aborts the ones that ignore it") {
   tether::listener_options options{};
-  SECTION("one shard") { options.threads = 1; }
-  SECTION("two shards") { options.threads = 2; }
+  SECTION("one shard") { options.shards = 1; }
+  SECTION("two shards") { options.shards = 2; }
   // The drain deadline must leave room for echoing megabytes, which sanitizers slow down several times over.
   constexpr auto deadline = scaled(1500ms);
 
@@ -578,7 +579,7 @@ TEST_CASE("stop lets clients finish after a goaway and aborts the ones that igno
 TEST_CASE("destroying a running listener aborts its connections and joins its threads") {
   asio::io_context io;
   handler_log<close_reason> closes;
-  auto listener = std::make_unique<line_listener>(io, tether::listener_options{.threads = 2});
+  auto listener = std::make_unique<line_listener>(io, tether::listener_options{.shards = 2});
   listener->on_message([](line_listener::connection_type& conn, std::string_view line) { conn.send(line); });
   listener->on_close([&](line_listener::connection_type&, close_reason why) { closes.add(why); });
   REQUIRE(!listener->start());
@@ -618,15 +619,41 @@ TEST_CASE("start reports a port another socket listens on as address_in_use") {
   CHECK(listener.local_endpoint().port() == options.port);
 }
 
-TEST_CASE("start refuses options that cannot work") {
+TEST_CASE("start refuses options that cannot work and names the field") {
   asio::io_context io;
   tether::listener_options options{};
-  SECTION("no threads") { options.threads = 0; }
-  SECTION("an accept retry that never waits") { options.accept_retry_initial = 0ms; }
-  SECTION("a retry ceiling below the first retry") { options.accept_retry_max = 1ms; }
+  tether::connection_options connection{};
+  std::error_code expected;
+  SECTION("no shards") {
+    options.shards = 0;
+    expected = tether::error::shards_zero;
+  }
+  SECTION("an accept retry that never waits") {
+    options.accept_retry_initial = 0ms;
+    expected = tether::error::accept_retry_initial_not_positive;
+  }
+  SECTION("a retry ceiling below the first retry") {
+    options.accept_retry_max = 1ms;
+    expected = tether::error::accept_retry_max_below_initial;
+  }
+  SECTION("a wheel without slots") {
+    options.wheel.slots = 0;
+    expected = tether::error::wheel_slots_zero;
+  }
+  SECTION("a connection write queue of nothing") {
+    connection.write_high_water = 0;
+    expected = tether::error::write_high_water_zero;
+  }
 
-  line_listener listener{io, options};
-  CHECK(listener.start() == asio::error::invalid_argument);
+  line_listener listener{io, options, {}, {}, connection};
+  const std::error_code refused = listener.start();
+  CHECK(refused == expected);
+  CHECK(refused == std::errc::invalid_argument);
+  CHECK(listener.native_handle() == tether::detail::invalid_socket);
+
+  tether::listener<tether::line_codec, tether::liveness<tether::tcp_keepalive>> bad_strategy{
+      io, {}, {}, tether::liveness{tether::tcp_keepalive{.idle = 0ms}}};
+  CHECK(bad_strategy.start() == tether::error::keepalive_idle_out_of_range);
 }
 
 TEST_CASE("start and stop are answered once") {

@@ -45,7 +45,11 @@ public:
     socket.async_read_some(asio::buffer(buffer_), [this](const std::error_code& ec, std::size_t n) {
       if (ec) {
         closed = true;
+        closed_at = std::chrono::steady_clock::now();
         error = ec;
+        // An ordinary client answers the server's FIN by closing too.
+        if (close_on_eof && ec == asio::error::eof)
+          socket.close();
         return;
       }
       received.append(buffer_.data(), n);
@@ -70,7 +74,9 @@ public:
   socket_type socket;
   std::string received;
   bool answer_pings = false;
-  bool closed = false;
+  bool close_on_eof = false;
+  bool closed = false;  // the read side ended: EOF or an error
+  std::chrono::steady_clock::time_point closed_at{};
   std::error_code error;
 
 private:

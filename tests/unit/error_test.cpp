@@ -51,7 +51,7 @@ TEST_CASE("close reasons and stats print readably") {
   CHECK(as_error.message() == "ping_flood");
   CHECK(std::string{as_error.category().name()} == "tether.close_reason");
   for (std::size_t i = 0; i < tether::close_reason_count; ++i)
-    CHECK(tether::name(static_cast<tether::close_reason>(i)) != "unknown");
+    CHECK(tether::close_reason_name(static_cast<tether::close_reason>(i)) != "unknown");
 
   tether::stats counters;
   counters.record_open();

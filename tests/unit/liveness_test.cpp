@@ -9,13 +9,30 @@
 #include <tether/liveness/tcp_keepalive.hpp>
 #include <tether/liveness/user_timeout.hpp>
 
+#include <string>
+#include <vector>
+
 using namespace std::chrono_literals;
 using tether::verdict;
+using action = tether::verdict::action;
 using time_point = tether::liveness_clock::time_point;
 
 namespace {
 const time_point t0 = time_point{} + 1000h;
 }
+
+namespace {
+using tether::control_frame;
+using tether::frame_kind;
+
+// What the connection does with a send verdict: queue it (or fail) and tell the strategy.
+std::string sent_by(const tether::heartbeat& hb, tether::heartbeat::state& s, const verdict& v, time_point at,
+                    std::error_code outcome = {}) {
+  REQUIRE(v.what() == action::send);
+  hb.on_sent(s, v.frame(), outcome, at);
+  return std::string{v.payload()};
+}
+} // namespace
 
 TEST_CASE("heartbeat pings only after interval without received bytes and closes after timeout") {
   const tether::heartbeat hb{.interval = 10s, .timeout = 3s};
@@ -23,56 +40,101 @@ TEST_CASE("heartbeat pings only after interval without received bytes and closes
   tether::activity seen{t0, t0, t0};
 
   CHECK(hb.next_deadline(s, seen) == t0 + 10s);
-  CHECK(hb.on_deadline(s, seen, t0 + 9s).what == verdict::action::none);
+  CHECK(hb.on_deadline(s, seen, t0 + 9s).what() == action::none);
 
   SECTION("bytes received push the ping out: any data is proof of life") {
     seen.received = t0 + 8s;
-    CHECK(hb.on_deadline(s, seen, t0 + 10s).what == verdict::action::none);
+    CHECK(hb.on_deadline(s, seen, t0 + 10s).what() == action::none);
     CHECK(hb.next_deadline(s, seen) == t0 + 18s);
   }
   SECTION("silence: ping, then close after the timeout") {
-    REQUIRE(hb.on_deadline(s, seen, t0 + 10s).what == verdict::action::send_ping);
-    const auto sequence = hb.begin_ping(s, t0 + 10s, t0 + 10s);
+    const verdict ping = hb.on_deadline(s, seen, t0 + 10s);
+    CHECK(ping.kind() == frame_kind::ping);
+    CHECK(sent_by(hb, s, ping, t0 + 10s) == "1");
+    CHECK(s.awaiting_answer());
     CHECK(hb.next_deadline(s, seen) == t0 + 13s);
-    CHECK(hb.on_deadline(s, seen, t0 + 12s).what == verdict::action::none);
+    CHECK(hb.on_deadline(s, seen, t0 + 12s).what() == action::none);
     const verdict v = hb.on_deadline(s, seen, t0 + 13s);
-    CHECK(v.what == verdict::action::close);
-    CHECK(v.reason == tether::close_reason::heartbeat_timeout);
-    CHECK(sequence == 1);
+    CHECK(v.what() == action::close);
+    CHECK(v.reason() == tether::close_reason::heartbeat_timeout);
+    CHECK(std::string_view{v.detail()} == "no pong and no data within the heartbeat timeout");
   }
   SECTION("a pong answers the ping and measures the round trip") {
-    const auto sequence = hb.begin_ping(s, t0 + 10s, t0 + 10s);
-    CHECK(hb.on_pong(s, "999", t0 + 10s + 2ms).count() == 0);  // not ours
-    CHECK(hb.on_pong(s, std::to_string(sequence), t0 + 10s + 2ms) == 2ms);
-    CHECK_FALSE(s.awaiting_answer);
-    CHECK(s.min_rtt == 2ms);
-    hb.begin_ping(s, t0 + 20s, t0 + 20s);
-    CHECK(hb.on_pong(s, "2", t0 + 20s + 10ms) == 10ms);
-    CHECK(s.min_rtt == 2ms);
-    CHECK(s.last_rtt == 10ms);
-    CHECK(s.smoothed_rtt.count() == (7 * 2000 + 10000) / 8);
+    const auto sequence = sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
+    CHECK(hb.on_control(s, {frame_kind::pong, "999"}, t0 + 10s + 2ms).what() == action::none);  // not ours
+    const verdict answered = hb.on_control(s, {frame_kind::pong, sequence}, t0 + 10s + 2ms);
+    CHECK(answered.what() == action::round_trip);
+    CHECK(answered.measured_round_trip() == 2ms);
+    CHECK_FALSE(s.awaiting_answer());
+    CHECK(s.min_rtt() == 2ms);
+    seen.received = t0 + 10s + 2ms;
+    CHECK(sent_by(hb, s, hb.on_deadline(s, seen, t0 + 20s + 2ms), t0 + 20s) == "2");
+    CHECK(hb.on_control(s, {frame_kind::pong, "2"}, t0 + 20s + 10ms).measured_round_trip() == 10ms);
+    CHECK(s.min_rtt() == 2ms);
+    CHECK(s.last_rtt() == 10ms);
+    CHECK(s.smoothed_rtt().count() == (7 * 2000 + 10000) / 8);
+  }
+  SECTION("a pong without payload answers the one outstanding ping") {
+    sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
+    CHECK(hb.on_control(s, {frame_kind::pong, ""}, t0 + 10s + 5ms).measured_round_trip() == 5ms);
+    CHECK(hb.on_control(s, {frame_kind::pong, ""}, t0 + 10s + 6ms).what() == action::none);  // nothing outstanding
   }
   SECTION("data after the ping counts like a pong") {
-    hb.begin_ping(s, t0 + 10s, t0 + 10s);
-    seen.received = t0 + 10s;  // same tick as the ping
-    CHECK(hb.on_deadline(s, seen, t0 + 13s).what == verdict::action::none);
-    CHECK_FALSE(s.awaiting_answer);
+    sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
+    seen.received = t0 + 10s;
+    CHECK(hb.on_deadline(s, seen, t0 + 13s).what() == action::none);
+    CHECK_FALSE(s.awaiting_answer());
+  }
+  SECTION("a ping the connection could not queue is not waited for, and the close says so") {
+    const verdict ping = hb.on_deadline(s, seen, t0 + 10s);
+    sent_by(hb, s, ping, t0 + 10s, tether::error::write_queue_full);
+    CHECK_FALSE(s.awaiting_answer());
+    CHECK(s.pings_sent() == 0);
+    SECTION("bytes arriving keep it open") {
+      seen.received = t0 + 11s;
+      CHECK(hb.on_deadline(s, seen, t0 + 13s).what() == action::none);
+      CHECK(hb.next_deadline(s, seen) == t0 + 21s);
+    }
+    SECTION("silence still ends in heartbeat_timeout, naming the refused ping") {
+      const verdict v = hb.on_deadline(s, seen, t0 + 13s);
+      CHECK(v.what() == action::close);
+      CHECK(v.reason() == tether::close_reason::heartbeat_timeout);
+      CHECK(std::string_view{v.detail()}.find("could not be queued") != std::string_view::npos);
+    }
   }
 }
 
-TEST_CASE("heartbeat strikes a peer that pings too often and forgives a well-spaced ping") {
+TEST_CASE("heartbeat limits the peer's ping rate with a token bucket that bursts cannot dodge") {
   const tether::heartbeat hb{.min_peer_ping_interval = 1s, .max_ping_strikes = 3};
   tether::heartbeat::state s;
-  CHECK(hb.on_peer_ping(s, t0).what == verdict::action::none);
-  CHECK(hb.on_peer_ping(s, t0 + 100ms).what == verdict::action::none);
-  CHECK(hb.on_peer_ping(s, t0 + 200ms).what == verdict::action::none);
-  CHECK(hb.on_peer_ping(s, t0 + 2s).what == verdict::action::none);  // forgiven
-  CHECK(s.strikes == 0);
-  CHECK(hb.on_peer_ping(s, t0 + 2100ms).what == verdict::action::none);
-  CHECK(hb.on_peer_ping(s, t0 + 2200ms).what == verdict::action::none);
-  const verdict v = hb.on_peer_ping(s, t0 + 2300ms);
-  CHECK(v.what == verdict::action::close);
-  CHECK(v.reason == tether::close_reason::ping_flood);
+  const auto ping_at = [&](time_point at) { return hb.on_control(s, {frame_kind::ping, ""}, at).what(); };
+  SECTION("a burst of max_ping_strikes passes, one more closes with ping_flood") {
+    CHECK(ping_at(t0) == action::none);
+    CHECK(ping_at(t0 + 100ms) == action::none);
+    CHECK(ping_at(t0 + 200ms) == action::none);
+    const verdict v = hb.on_control(s, {frame_kind::ping, ""}, t0 + 300ms);
+    CHECK(v.what() == action::close);
+    CHECK(v.reason() == tether::close_reason::ping_flood);
+  }
+  SECTION("pings at the allowed rate never close") {
+    for (int i = 0; i < 100; ++i)
+      REQUIRE(ping_at(t0 + i * 1s) == action::none);
+  }
+  SECTION("bursts of three every 0.7 s (4.3 pings/s) are closed within seconds") {
+    int pings = 0;
+    action last = action::none;
+    for (int burst = 0; burst < 20 && last == action::none; ++burst) {
+      for (int i = 0; i < 3 && last == action::none; ++i, ++pings)
+        last = ping_at(t0 + burst * 700ms + i * 10ms);
+    }
+    CHECK(last == action::close);
+    CHECK(pings <= 9);
+  }
+  SECTION("zero min_peer_ping_interval accepts any rate") {
+    const tether::heartbeat unlimited{.min_peer_ping_interval = 0ms};
+    for (int i = 0; i < 1000; ++i)
+      REQUIRE(unlimited.on_control(s, {frame_kind::ping, ""}, t0).what() == action::none);
+  }
 }
 
 TEST_CASE("idle reaper watches each direction and names it") {
@@ -80,19 +142,19 @@ TEST_CASE("idle reaper watches each direction and names it") {
   tether::idle_reaper::state s;
   tether::activity seen{t0, t0, t0};
   CHECK(reaper.next_deadline(s, seen) == t0 + 5s);
-  CHECK(reaper.on_deadline(s, seen, t0 + 4s).what == verdict::action::none);
+  CHECK(reaper.on_deadline(s, seen, t0 + 4s).what() == action::none);
   auto v = reaper.on_deadline(s, seen, t0 + 5s);
-  CHECK(v.reason == tether::close_reason::idle_timeout);
-  CHECK(std::string_view{v.detail} == "read idle");
+  CHECK(v.reason() == tether::close_reason::idle_timeout);
+  CHECK(std::string_view{v.detail()} == "read idle");
 
   seen.data_received = t0 + 6s;
   v = reaper.on_deadline(s, seen, t0 + 7s);
-  CHECK(std::string_view{v.detail} == "write idle");
+  CHECK(std::string_view{v.detail()} == "write idle");
 
   const tether::idle_reaper both{.all_idle = 3s};
   seen = {t0, t0 + 1s, t0 + 2s};
   CHECK(both.next_deadline(s, seen) == t0 + 5s);
-  CHECK(std::string_view{both.on_deadline(s, seen, t0 + 5s).detail} == "idle in both directions");
+  CHECK(std::string_view{both.on_deadline(s, seen, t0 + 5s).detail()} == "idle in both directions");
   CHECK(tether::idle_reaper{}.next_deadline(s, seen) == time_point::max());
 }
 
@@ -102,9 +164,46 @@ TEST_CASE("a composition folds deadlines and verdicts: earliest deadline, a clos
   decltype(policy)::state states;
   const tether::activity seen{t0, t0, t0};
   CHECK(policy.next_deadline(states, seen) == t0 + 4s);
-  const verdict v = policy.on_deadline(states, seen, t0 + 10s);
-  CHECK(v.what == verdict::action::close);
-  CHECK(v.reason == tether::close_reason::idle_timeout);
+  std::vector<verdict> carried_out;
+  policy.on_deadline(states, seen, t0 + 10s, [&](const verdict& v) {
+    carried_out.push_back(v);
+    return std::error_code{};
+  });
+  REQUIRE(carried_out.size() == 1);
+  CHECK(carried_out.front().what() == action::close);
+  CHECK(carried_out.front().reason() == tether::close_reason::idle_timeout);
+  CHECK_FALSE(decltype(policy)::state_of<tether::heartbeat>(states).awaiting_answer());
+}
+
+TEST_CASE("a send's outcome goes back to the strategy that asked, and only to it") {
+  const auto policy = tether::liveness{tether::heartbeat{.interval = 10s, .timeout = 3s},
+                                       tether::idle_reaper{.read_idle = 1h}};
+  decltype(policy)::state states;
+  const tether::activity seen{t0, t0, t0};
+  SECTION("queued: the ping is outstanding") {
+    policy.on_deadline(states, seen, t0 + 10s, [](const verdict& v) {
+      CHECK(v.what() == action::send);
+      return std::error_code{};
+    });
+    CHECK(decltype(policy)::state_of<tether::heartbeat>(states).awaiting_answer());
+  }
+  SECTION("refused: nothing is outstanding") {
+    policy.on_deadline(states, seen, t0 + 10s, [](const verdict&) { return make_error_code(tether::error::write_queue_full); });
+    CHECK_FALSE(decltype(policy)::state_of<tether::heartbeat>(states).awaiting_answer());
+  }
+}
+
+TEST_CASE("validate names the field a strategy cannot work with") {
+  CHECK(tether::heartbeat{.interval = 0ms}.validate() == tether::error::heartbeat_interval_not_positive);
+  CHECK(tether::heartbeat{.timeout = -1ms}.validate() == tether::error::heartbeat_timeout_not_positive);
+  CHECK(tether::heartbeat{.max_ping_strikes = 0}.validate() == tether::error::heartbeat_ping_strikes_not_positive);
+  CHECK(tether::idle_reaper{.read_idle = -1ms}.validate() == tether::error::idle_reaper_bound_negative);
+  CHECK(tether::tcp_keepalive{.count = 0}.validate() == tether::error::keepalive_count_out_of_range);
+  CHECK(tether::user_timeout{-1ms}.validate() == tether::error::user_timeout_out_of_range);
+  const auto policy = tether::liveness{tether::tcp_keepalive{}, tether::heartbeat{.timeout = 0ms}};
+  CHECK(policy.validate() == tether::error::heartbeat_timeout_not_positive);
+  CHECK(policy.validate().message() == "heartbeat.timeout must be at least 1ms");
+  CHECK_FALSE(tether::liveness{tether::tcp_keepalive{}, tether::heartbeat{}, tether::idle_reaper{}}.validate());
 }
 
 TEST_CASE("user timeout follows the keepalive rule of thumb") {
@@ -129,7 +228,9 @@ TEST_CASE("unused strategies cost nothing: sizes and compile-time properties") {
   STATIC_REQUIRE(std::is_empty_v<tether::liveness<tcp_keepalive, user_timeout>::state>);
   // One wheel node whatever the number of timed strategies.
   STATIC_REQUIRE(sizeof(conn<heartbeat, idle_reaper>) - sizeof(conn<heartbeat>) == 0);
-  STATIC_REQUIRE(sizeof(conn<idle_reaper>) == sizeof(conn<>) + sizeof(tether::wheel_node));
+  // A timed strategy brings the node and the activity stamps; without one, a read or a send has no stamp to
+  // write and reads no clock (the stamps do not exist).
+  STATIC_REQUIRE(sizeof(conn<idle_reaper>) == sizeof(conn<>) + sizeof(tether::wheel_node) + sizeof(tether::activity));
   STATIC_REQUIRE_FALSE(tether::liveness<tcp_keepalive, user_timeout>::timed);
   STATIC_REQUIRE(tether::liveness<tcp_keepalive, idle_reaper>::timed);
   STATIC_REQUIRE(tether::liveness<heartbeat>::needs_control_frames);

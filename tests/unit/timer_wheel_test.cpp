@@ -431,19 +431,12 @@ TEST_CASE("schedule and cancel are O(1) and advance is bounded by the slot count
   clock.wheel.cancel(beyond);
 }
 
-TEST_CASE("hashed_wheel rejects a tick that is not positive and an empty slot ring") {
-  const auto rejects = [](std::chrono::nanoseconds tick_length, std::size_t slots) {
-    try {
-      hashed_wheel wheel{tick_length, slots, start};
-    } catch (const std::invalid_argument&) {
-      return true;
-    }
-    return false;
-  };
-  CHECK(rejects(0ms, slot_count));
-  CHECK(rejects(-1ms, slot_count));
-  CHECK(rejects(tick, 0));
-  CHECK(!rejects(tick, 1));
+TEST_CASE("timer_wheel_options refuse a tick that is not positive and an empty slot ring, naming the field") {
+  CHECK(tether::timer_wheel_options{.tick = 0ms}.validate() == tether::error::wheel_tick_not_positive);
+  CHECK(tether::timer_wheel_options{.tick = -1ms}.validate() == tether::error::wheel_tick_not_positive);
+  CHECK(tether::timer_wheel_options{.slots = 0}.validate() == tether::error::wheel_slots_zero);
+  CHECK(tether::timer_wheel_options{.slots = 0}.validate().message() == "timer_wheel_options.slots must be at least 1");
+  CHECK_FALSE(tether::timer_wheel_options{.tick = 1ms, .slots = 1}.validate());
 }
 
 TEST_CASE("destroying a hashed_wheel releases the nodes it holds") {
@@ -529,7 +522,7 @@ TEST_CASE("timer_wheel fires on a real io_context and stops its timer once empty
 TEST_CASE("destroying a timer_wheel with a tick pending is safe") {
   asio::io_context io;
   flag_node node;
-  auto wheel = std::make_unique<tether::timer_wheel>(io, tether::timer_wheel_config{.tick = 1ms});
+  auto wheel = std::make_unique<tether::timer_wheel>(io, tether::timer_wheel_options{.tick = 1ms});
   wheel->schedule_after(node, 0ms);
 
   SECTION("while the wait is pending") {

@@ -19,8 +19,5 @@
 #define TETHER_PLATFORM_DARWIN 1
 #elif defined(__FreeBSD__)
 #define TETHER_PLATFORM_FREEBSD 1
-#elif defined(__OpenBSD__)
-#define TETHER_PLATFORM_OPENBSD 1
-#else
-#define TETHER_PLATFORM_OTHER_POSIX 1
 #endif
+// Anything else is a POSIX system whose socket options tether does not know: see platform_posix_other.hpp.

@@ -15,7 +15,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 
 namespace tether {
 
@@ -64,12 +63,10 @@ public:
   using time_point = std::chrono::steady_clock::time_point;
   using duration = std::chrono::steady_clock::duration;
 
+  // Expects a positive tick and at least one slot (timer_wheel_options::validate).
   hashed_wheel(duration tick, std::size_t slot_count, time_point start)
       : tick_(tick), slot_count_(slot_count), start_(start) {
-    if (tick <= duration::zero())
-      throw std::invalid_argument("tether: timer wheel tick must be positive");
-    if (slot_count == 0)
-      throw std::invalid_argument("tether: timer wheel needs at least one slot");
+    assert(tick > duration::zero() && slot_count > 0);
     slots_ = std::make_unique<wheel_link[]>(slot_count);
     for (std::size_t i = 0; i < slot_count; ++i)
       make_empty(slots_[i]);

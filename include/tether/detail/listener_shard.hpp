@@ -35,37 +35,34 @@
 #include <utility>
 #include <vector>
 
-#if !defined(TETHER_PLATFORM_WINDOWS)
-#include <unistd.h>
-#endif
 
 namespace tether::detail {
 
 // What a shard needs from the listener's options.
-struct shard_config {
-  timer_wheel_config wheel;
+struct shard_options {
+  timer_wheel_options wheel;
   bool reject_abortively;
   std::chrono::milliseconds accept_retry_initial;
   std::chrono::milliseconds accept_retry_max;
 };
 
-template <codec Codec, class Liveness>
+template <class Codec, liveness_policy Liveness>
 class listener_shard;
 
 // What the shards of one listener share. Filled in before start() and only read afterwards, except for the
 // stats and limits, which are made to be shared between threads.
-template <codec Codec, class Liveness>
+template <class Codec, liveness_policy Liveness>
 struct listener_core {
   using connection_type = connection<Codec, Liveness>;
 
-  listener_core(connection_settings<Codec, Liveness> settings_template, shard_config shard, std::size_t max_connections,
+  listener_core(connection_context<Codec, Liveness> context_template, shard_options shard, std::size_t max_connections,
                 std::size_t max_per_address)
-      : settings(std::move(settings_template)), config(shard), limits(max_connections, max_per_address) {}
+      : context(std::move(context_template)), options(shard), limits(max_connections, max_per_address) {}
 
-  connection_settings<Codec, Liveness> settings;  // each shard serves with a copy of its own
+  connection_context<Codec, Liveness> context;  // each shard serves with a copy of its own
   std::function<void(connection_type&)> on_accept;
   std::function<void(const asio::ip::tcp::endpoint&, close_reason)> on_reject;
-  shard_config config;
+  shard_options options;
   tether::stats stats;
   connection_limits limits;
   std::vector<std::shared_ptr<listener_shard<Codec, Liveness>>> shards;
@@ -80,34 +77,26 @@ inline bool only_that_connection_failed(const std::error_code& ec) noexcept {
   return ec == asio::error::connection_aborted || ec == asio::error::connection_reset;
 }
 
-#if defined(TETHER_PLATFORM_WINDOWS)
-inline constexpr native_socket no_socket = INVALID_SOCKET;
-inline void close_socket(native_socket handle) noexcept { ::closesocket(handle); }
-#else
-inline constexpr native_socket no_socket = -1;
-inline void close_socket(native_socket handle) noexcept { ::close(handle); }
-#endif
-
 // A connection's descriptor on its way from the shard that accepted it to the shard that serves it; closed if it
 // never gets there.
 class socket_in_transit {
 public:
   explicit socket_in_transit(native_socket handle) noexcept : handle_(handle) {}
-  socket_in_transit(socket_in_transit&& other) noexcept : handle_(std::exchange(other.handle_, no_socket)) {}
+  socket_in_transit(socket_in_transit&& other) noexcept : handle_(std::exchange(other.handle_, invalid_socket)) {}
   socket_in_transit& operator=(socket_in_transit&&) = delete;
   ~socket_in_transit() {
-    if (handle_ != no_socket)
+    if (handle_ != invalid_socket)
       close_socket(handle_);
   }
 
   native_socket handle() const noexcept { return handle_; }
-  void delivered() noexcept { handle_ = no_socket; }
+  void delivered() noexcept { handle_ = invalid_socket; }
 
 private:
   native_socket handle_;
 };
 
-template <codec Codec, class Liveness>
+template <class Codec, liveness_policy Liveness>
 class listener_shard : public std::enable_shared_from_this<listener_shard<Codec, Liveness>> {
 public:
   using connection_type = connection<Codec, Liveness>;
@@ -118,13 +107,13 @@ public:
   // A shard with a thread of its own keeps that thread's io_context running until it stops, because handed-out
   // connections can arrive at any time; shard 0 lives on the caller's io_context, which the caller runs.
   listener_shard(asio::io_context& io, core_type& core, bool own_thread)
-      : io_(io), core_(core), settings_(core.settings), on_accept_(core.on_accept), on_reject_(core.on_reject),
-        wheel_(std::in_place, io, core.config.wheel), acceptor_(io), retry_timer_(io), deadline_timer_(io),
-        retry_delay_(core.config.accept_retry_initial) {
+      : io_(io), core_(core), context_(core.context), on_accept_(core.on_accept), on_reject_(core.on_reject),
+        wheel_(std::in_place, io, core.options.wheel), acceptor_(io), retry_timer_(io), deadline_timer_(io),
+        retry_delay_(core.options.accept_retry_initial) {
     if (own_thread)
       keep_running_.emplace(asio::make_work_guard(io));
-    settings_.stats = &core.stats;
-    settings_.on_close = [this, user = std::move(settings_.on_close)](connection_type& conn, close_reason why) {
+    context_.stats = &core.stats;
+    context_.on_close = [this, user = std::move(context_.on_close)](connection_type& conn, close_reason why) {
       forget(conn);
       if (user)
         user(conn, why);
@@ -144,13 +133,19 @@ public:
       accept_next();
   }
 
-  // Stops accepting and asks every connection to wind down; whatever is still open at the deadline is aborted.
+  // Stops accepting and asks every connection to leave; whatever is still open at the deadline is aborted.
   void stop(std::chrono::steady_clock::time_point deadline) {
     if (stopping_)
       return;
     stop_accepting();
-    for (const auto& conn : live_connections())
-      conn->shut_down();
+    for (const auto& conn : live_connections()) {
+      if constexpr (Codec::carries_control_frames) {
+        if (conn->send_goaway())
+          conn->close(close_reason::shutdown);
+      } else {
+        conn->close(close_reason::shutdown);
+      }
+    }
     if (registry_.empty()) {
       wind_down();
       return;
@@ -195,7 +190,7 @@ private:
         pause_accepting();
       return;
     }
-    retry_delay_ = core_.config.accept_retry_initial;
+    retry_delay_ = core_.options.accept_retry_initial;
     admit(std::move(socket), peer_);
     accept_next();
   }
@@ -203,7 +198,7 @@ private:
   // The connections waiting in the kernel's queue stay there meanwhile; existing connections are served as usual.
   void pause_accepting() {
     retry_timer_.expires_after(retry_delay_);
-    retry_delay_ = std::min(retry_delay_ * 2, core_.config.accept_retry_max);
+    retry_delay_ = std::min(retry_delay_ * 2, core_.options.accept_retry_max);
     retry_timer_.async_wait([weak = this->weak_from_this()](const std::error_code& ec) {
       if (auto self = weak.lock(); self && !ec && !self->stopping_)
         self->accept_next();
@@ -262,17 +257,18 @@ private:
   }
 
   void serve(socket_type socket, const asio::ip::tcp::endpoint& peer) {
-    auto created = connection_type::create(std::move(socket), settings_, *wheel_);
+    auto created = connection_type::create(std::move(socket), context_, *wheel_, peer);
     connection_type& conn = *created;
     registry_.emplace(&conn, tracked{std::move(created), peer.address()});
     conn.start();
-    // A connection the platform refused a liveness option for has already closed (io_error) inside start().
+    // A connection reset right after the accept, or one the platform refused a liveness option for, has already
+    // closed inside start().
     if (conn.is_open() && on_accept_)
       on_accept_(conn);
   }
 
   void refuse(socket_type socket, const asio::ip::tcp::endpoint& peer, close_reason why) {
-    if (core_.config.reject_abortively)
+    if (core_.options.reject_abortively)
       set_option(socket, sockopt::linger::abortive());
     std::error_code ignored;
     socket.close(ignored);
@@ -318,7 +314,7 @@ private:
 
   asio::io_context& io_;
   core_type& core_;
-  connection_settings<Codec, Liveness> settings_;
+  connection_context<Codec, Liveness> context_;
   std::function<void(connection_type&)> on_accept_;
   std::function<void(const asio::ip::tcp::endpoint&, close_reason)> on_reject_;
   std::optional<timer_wheel> wheel_;

@@ -8,6 +8,7 @@
 
 #if !defined(TETHER_PLATFORM_WINDOWS)
 #include <cerrno>
+#include <unistd.h>
 #endif
 
 namespace tether::detail {
@@ -15,11 +16,15 @@ namespace tether::detail {
 #if defined(TETHER_PLATFORM_WINDOWS)
 using native_socket = SOCKET;
 using option_length = int;
+inline constexpr native_socket invalid_socket = INVALID_SOCKET;
 inline std::error_code last_socket_error() noexcept { return {::WSAGetLastError(), std::system_category()}; }
+inline void close_socket(native_socket handle) noexcept { ::closesocket(handle); }
 #else
 using native_socket = int;
 using option_length = socklen_t;
+inline constexpr native_socket invalid_socket = -1;
 inline std::error_code last_socket_error() noexcept { return {errno, std::system_category()}; }
+inline void close_socket(native_socket handle) noexcept { ::close(handle); }
 #endif
 
 template <class T>

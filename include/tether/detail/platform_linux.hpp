@@ -40,7 +40,9 @@ struct platform {
   // The kernel doubles the requested size for bookkeeping, so half of INT_MAX is the usable top.
   static constexpr value_range buffer_size_range{1, INT_MAX / 2};
 
-  static constexpr bool tcp_info_supported = true;
+  // IP_BIND_ADDRESS_NO_PORT (Linux 4.2): bind a source address, leave the port to connect(). Spelled out
+  // because older C libraries do not name it; 0 on platforms without it.
+  static constexpr int bind_address_no_port_option = 24;
 };
 
 } // namespace tether::detail

@@ -46,7 +46,8 @@ struct platform {
 
   static constexpr value_range buffer_size_range{1, INT_MAX};
 
-  static constexpr bool tcp_info_supported = false;
+  // Only Linux can bind a source address without reserving a port (IP_BIND_ADDRESS_NO_PORT).
+  static constexpr int bind_address_no_port_option = 0;
 };
 
 } // namespace tether::detail

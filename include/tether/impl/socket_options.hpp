@@ -40,21 +40,44 @@ inline std::error_code refused_as_unsupported(std::error_code ec, error unsuppor
   return lacks_option ? make_error_code(unsupported) : ec;
 }
 
-inline std::error_code set_socket_option(native_socket socket, const sockopt::keepalive& value) noexcept {
+// Whether the platform can take the value at all, without a socket: what set_socket_option checks first.
+inline std::error_code check_range(const sockopt::keepalive& value) noexcept {
   if (!value.enabled)
-    return set_int_option(socket, SOL_SOCKET, SO_KEEPALIVE, 0);
+    return {};
   if constexpr (!platform::keepalive_tunable) {
     return error::keepalive_tuning_not_supported;
   } else {
     using unit = platform::keepalive_unit;
-    const long long idle = to_kernel_units<unit>(value.idle);
-    const long long interval = to_kernel_units<unit>(value.interval);
-    if (!platform::keepalive_idle_range.contains(idle))
+    if (!platform::keepalive_idle_range.contains(to_kernel_units<unit>(value.idle)))
       return error::keepalive_idle_out_of_range;
-    if (!platform::keepalive_interval_range.contains(interval))
+    if (!platform::keepalive_interval_range.contains(to_kernel_units<unit>(value.interval)))
       return error::keepalive_interval_out_of_range;
     if (!platform::keepalive_count_range.contains(value.count))
       return error::keepalive_count_out_of_range;
+    return {};
+  }
+}
+
+inline std::error_code check_range(const sockopt::user_timeout& value) noexcept {
+  if constexpr (!platform::user_timeout_supported) {
+    (void)value;
+    return error::user_timeout_not_supported;
+  } else {
+    if (!platform::user_timeout_range.contains(to_kernel_units<platform::user_timeout_unit>(value.timeout)))
+      return error::user_timeout_out_of_range;
+    return {};
+  }
+}
+
+inline std::error_code set_socket_option(native_socket socket, const sockopt::keepalive& value) noexcept {
+  if (!value.enabled)
+    return set_int_option(socket, SOL_SOCKET, SO_KEEPALIVE, 0);
+  if (auto ec = check_range(value))
+    return ec;
+  if constexpr (platform::keepalive_tunable) {
+    using unit = platform::keepalive_unit;
+    const long long idle = to_kernel_units<unit>(value.idle);
+    const long long interval = to_kernel_units<unit>(value.interval);
 #if defined(TETHER_PLATFORM_WINDOWS)
     return set_windows_keepalive(socket, idle, interval, value.count);
 #else
@@ -66,6 +89,8 @@ inline std::error_code set_socket_option(native_socket socket, const sockopt::ke
       return ec;
     return set_int_option(socket, SOL_SOCKET, SO_KEEPALIVE, 1);
 #endif
+  } else {
+    return error::keepalive_tuning_not_supported;
   }
 }
 
@@ -105,9 +130,9 @@ inline std::error_code set_socket_option(native_socket socket, const sockopt::us
     (void)value;
     return error::user_timeout_not_supported;
   } else {
+    if (auto ec = check_range(value))
+      return ec;
     const long long timeout = to_kernel_units<platform::user_timeout_unit>(value.timeout);
-    if (!platform::user_timeout_range.contains(timeout))
-      return error::user_timeout_out_of_range;
     auto ec = set_int_option(socket, IPPROTO_TCP, platform::user_timeout_option, static_cast<int>(timeout));
     return refused_as_unsupported(ec, error::user_timeout_not_supported);
   }

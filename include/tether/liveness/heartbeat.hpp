@@ -1,16 +1,32 @@
-// Application heartbeat: ping/pong control frames carried in band by the codec. Any byte received proves
-// the peer alive; a ping goes out only after `interval` without received bytes, and if neither a pong nor
-// any other byte arrives within `timeout` the connection closes with heartbeat_timeout. Unlike kernel
-// keepalive this notices a hung peer process, whose kernel would still acknowledge. A dead peer is detected
-// within interval + timeout of its last pong, plus up to two wheel ticks (the ping and the timeout each fire at
-// the first tick at or after their deadline); when its last sign of life was other data arriving while a ping
-// was outstanding, within max(interval, timeout) + timeout plus two ticks. Round trips are measured
-// (last, min, smoothed). A peer pinging more often than `min_peer_ping_interval` earns a strike; after
-// `max_ping_strikes` strikes in a row it is closed with ping_flood.
+// Application heartbeat: ping/pong control frames carried in band by the codec, written against the strategy
+// contract alone (tether/liveness/strategy.hpp).
+//
+// Any byte received proves the peer alive; a ping goes out only after `interval` without received bytes, and if
+// neither a pong nor any other byte arrives within `timeout` the connection closes with heartbeat_timeout. Unlike
+// kernel keepalive this notices a hung peer process, whose kernel would still acknowledge. A dead peer is
+// detected within interval + timeout of its last sign of life plus up to two wheel ticks (the ping and the
+// timeout each fire at the first tick at or after their deadline).
+//
+// A ping counts as sent only once the connection queued it. One the connection could not queue (the codec
+// cannot carry it, or the write queue is over even the control frames' allowance) starts no timeout of its
+// own: the connection still closes with heartbeat_timeout if nothing at all arrives within interval + timeout,
+// and the close detail then says that our ping could not be queued.
+//
+// Round trips are measured (last, min, smoothed) and read through the connection's liveness_state<heartbeat>().
+// A pong is matched by the ping's sequence number in its payload, or, when it carries no payload (protocols
+// whose pongs do not echo), as the answer to the one outstanding ping.
+//
+// The peer's pings are answered by the connection itself. Their rate is limited: on average one per
+// `min_peer_ping_interval`, with bursts of up to `max_ping_strikes` pings (a token bucket, so bursts spaced out
+// cannot sustain more than the rate); a ping beyond that closes the connection with ping_flood. Zero
+// min_peer_ping_interval accepts any rate.
 #pragma once
 
+#include <tether/error.hpp>
 #include <tether/liveness/strategy.hpp>
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -26,69 +42,120 @@ struct heartbeat {
 
   using rtt_duration = std::chrono::duration<std::int32_t, std::micro>;
 
-  struct state {
-    // Liveness compares the ping with activity stamps, which come from the wheel's per-tick clock; the round
-    // trip needs the precise clock. A ping and data stamped in the same tick count as data after the ping.
-    liveness_clock::time_point ping_sent{};
-    liveness_clock::time_point ping_sent_precise{};
-    liveness_clock::time_point last_peer_ping{};
-    rtt_duration last_rtt{0};
-    rtt_duration min_rtt{0};
-    rtt_duration smoothed_rtt{0};
-    std::uint32_t sequence = 0;
-    std::uint16_t strikes = 0;
-    bool awaiting_answer = false;
+  class state {
+  public:
+    rtt_duration last_rtt() const noexcept { return last_rtt_; }
+    rtt_duration min_rtt() const noexcept { return min_rtt_; }
+    rtt_duration smoothed_rtt() const noexcept { return smoothed_rtt_; }
+    // A ping is queued and neither its pong nor any other byte has arrived since.
+    bool awaiting_answer() const noexcept { return awaiting_answer_; }
+    std::uint32_t pings_sent() const noexcept { return sequence_; }
+
+  private:
+    friend struct heartbeat;
+    liveness_clock::time_point ping_sent_{};       // when the last ping was queued, or refused
+    liveness_clock::time_point peer_ping_budget_{};  // the token bucket, as the time its tokens run out
+    rtt_duration last_rtt_{0};
+    rtt_duration min_rtt_{0};
+    rtt_duration smoothed_rtt_{0};
+    std::uint32_t sequence_ = 0;
+    bool awaiting_answer_ = false;
+    bool ping_refused_ = false;
   };
   static constexpr bool needs_control_frames = true;
 
+  std::error_code validate() const noexcept {
+    if (interval.count() <= 0)
+      return error::heartbeat_interval_not_positive;
+    if (timeout.count() <= 0)
+      return error::heartbeat_timeout_not_positive;
+    if (min_peer_ping_interval.count() < 0)
+      return error::heartbeat_peer_ping_interval_negative;
+    if (max_ping_strikes < 1)
+      return error::heartbeat_ping_strikes_not_positive;
+    return {};
+  }
+
   liveness_clock::time_point next_deadline(const state& s, const activity& seen) const noexcept {
-    if (s.awaiting_answer && seen.received < s.ping_sent)
-      return s.ping_sent + timeout;
+    if ((s.awaiting_answer_ || s.ping_refused_) && seen.received < s.ping_sent_)
+      return s.ping_sent_ + timeout;
     return seen.received + interval;
   }
 
   verdict on_deadline(state& s, const activity& seen, liveness_clock::time_point now) const noexcept {
-    if (s.awaiting_answer) {
-      if (seen.received >= s.ping_sent)
-        s.awaiting_answer = false;
-      else if (now >= s.ping_sent + timeout)
-        return verdict::close(close_reason::heartbeat_timeout, "no pong and no data within the heartbeat timeout");
-      else
+    if (s.awaiting_answer_ || s.ping_refused_) {
+      if (seen.received < s.ping_sent_) {
+        if (now < s.ping_sent_ + timeout)
+          return verdict::none();
+        return verdict::close(close_reason::heartbeat_timeout,
+                              s.ping_refused_ ? "nothing arrived within the heartbeat timeout and our ping could "
+                                                "not be queued"
+                                              : "no pong and no data within the heartbeat timeout");
+      }
+      s.awaiting_answer_ = false;
+      s.ping_refused_ = false;
+    }
+    if (now < seen.received + interval)
+      return verdict::none();
+    std::array<char, 10> text{};
+    const auto end = std::to_chars(text.data(), text.data() + text.size(), s.sequence_ + 1).ptr;
+    return verdict::send(frame_kind::ping, {text.data(), static_cast<std::size_t>(end - text.data())});
+  }
+
+  void on_sent(state& s, const control_frame& sent, std::error_code outcome, liveness_clock::time_point now) const noexcept {
+    if (sent.kind != frame_kind::ping)
+      return;
+    s.ping_sent_ = now;
+    s.ping_refused_ = static_cast<bool>(outcome);
+    if (outcome)
+      return;
+    ++s.sequence_;
+    s.awaiting_answer_ = true;
+  }
+
+  verdict on_control(state& s, const control_frame& frame, liveness_clock::time_point now) const noexcept {
+    switch (frame.kind) {
+    case frame_kind::ping:
+      return admit_peer_ping(s, now);
+    case frame_kind::pong:
+      return match_pong(s, frame.payload, now);
+    case frame_kind::data:
+    case frame_kind::goaway:
+      break;
+    }
+    return verdict::none();
+  }
+
+private:
+  verdict admit_peer_ping(state& s, liveness_clock::time_point now) const noexcept {
+    if (min_peer_ping_interval.count() <= 0)
+      return verdict::none();
+    // The bucket holds max_ping_strikes pings and refills one per min_peer_ping_interval; its level is kept as
+    // the moment it would be full again, so it needs one time point and no refill timer.
+    const auto burst = min_peer_ping_interval * std::max(max_ping_strikes, 1);
+    const auto refilled_at = std::max(s.peer_ping_budget_, now);
+    if (refilled_at + min_peer_ping_interval - now > burst)
+      return verdict::close(close_reason::ping_flood, "the peer pinged faster than min_peer_ping_interval allows");
+    s.peer_ping_budget_ = refilled_at + min_peer_ping_interval;
+    return verdict::none();
+  }
+
+  verdict match_pong(state& s, std::string_view payload, liveness_clock::time_point now) const noexcept {
+    if (!s.awaiting_answer_)
+      return verdict::none();
+    if (!payload.empty()) {
+      std::uint32_t answered = 0;
+      const auto parsed = std::from_chars(payload.data(), payload.data() + payload.size(), answered);
+      if (parsed.ec != std::errc{} || parsed.ptr != payload.data() + payload.size() || answered != s.sequence_)
         return verdict::none();
     }
-    return now >= seen.received + interval ? verdict::ping() : verdict::none();
-  }
-
-  // Called when the connection sends a ping; returns the payload the pong must echo.
-  std::uint32_t begin_ping(state& s, liveness_clock::time_point tick_now, liveness_clock::time_point precise_now) const noexcept {
-    s.ping_sent = tick_now;
-    s.ping_sent_precise = precise_now;
-    s.awaiting_answer = true;
-    return ++s.sequence;
-  }
-
-  // Returns the measured round trip, or zero for a pong that answers no outstanding ping.
-  rtt_duration on_pong(state& s, std::string_view payload, liveness_clock::time_point precise_now) const noexcept {
-    std::uint32_t answered = 0;
-    const auto parsed = std::from_chars(payload.data(), payload.data() + payload.size(), answered);
-    if (!s.awaiting_answer || parsed.ec != std::errc{} || answered != s.sequence)
-      return rtt_duration{0};
-    s.awaiting_answer = false;
-    const auto rtt = std::max(rtt_duration{1}, std::chrono::duration_cast<rtt_duration>(precise_now - s.ping_sent_precise));
-    s.last_rtt = rtt;
-    s.min_rtt = s.min_rtt.count() == 0 ? rtt : std::min(s.min_rtt, rtt);
+    s.awaiting_answer_ = false;
+    const auto rtt = std::max(rtt_duration{1}, std::chrono::duration_cast<rtt_duration>(now - s.ping_sent_));
+    s.last_rtt_ = rtt;
+    s.min_rtt_ = s.min_rtt_.count() == 0 ? rtt : std::min(s.min_rtt_, rtt);
     // RFC 6298's smoothing: srtt = 7/8 srtt + 1/8 sample.
-    s.smoothed_rtt = s.smoothed_rtt.count() == 0 ? rtt : rtt_duration{(7 * s.smoothed_rtt.count() + rtt.count()) / 8};
-    return rtt;
-  }
-
-  verdict on_peer_ping(state& s, liveness_clock::time_point now) const noexcept {
-    const bool too_soon = s.last_peer_ping != liveness_clock::time_point{} && now - s.last_peer_ping < min_peer_ping_interval;
-    s.last_peer_ping = now;
-    s.strikes = too_soon ? static_cast<std::uint16_t>(s.strikes + 1) : std::uint16_t{0};
-    if (s.strikes >= max_ping_strikes)
-      return verdict::close(close_reason::ping_flood, "peer pinged faster than min_peer_ping_interval too often");
-    return verdict::none();
+    s.smoothed_rtt_ = s.smoothed_rtt_.count() == 0 ? rtt : rtt_duration{(7 * s.smoothed_rtt_.count() + rtt.count()) / 8};
+    return verdict::round_trip(rtt);
   }
 };
 

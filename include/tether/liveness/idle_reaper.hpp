@@ -3,6 +3,7 @@
 // answers heartbeats is alive but idle. Each bound of zero is off.
 #pragma once
 
+#include <tether/error.hpp>
 #include <tether/liveness/strategy.hpp>
 
 #include <algorithm>
@@ -17,6 +18,12 @@ struct idle_reaper {
 
   struct state {};
   static constexpr bool needs_control_frames = false;
+
+  std::error_code validate() const noexcept {
+    if (read_idle.count() < 0 || write_idle.count() < 0 || all_idle.count() < 0)
+      return error::idle_reaper_bound_negative;
+    return {};
+  }
 
   liveness_clock::time_point next_deadline(const state&, const activity& seen) const noexcept {
     auto deadline = liveness_clock::time_point::max();

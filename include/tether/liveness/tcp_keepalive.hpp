@@ -21,8 +21,13 @@ struct tcp_keepalive {
   static constexpr bool needs_control_frames = false;
   static constexpr close_reason kernel_timeout_reason = close_reason::keepalive_timeout;
 
-  std::error_code apply(native_socket socket) const noexcept {
-    return detail::set_socket_option(socket, sockopt::keepalive{.idle = idle, .interval = interval, .count = count});
+  // The platform's own ranges (error::keepalive_*_out_of_range names the field and the range).
+  std::error_code validate() const noexcept { return detail::check_range(option()); }
+
+  std::error_code apply(native_socket socket) const noexcept { return detail::set_socket_option(socket, option()); }
+
+  constexpr sockopt::keepalive option() const noexcept {
+    return sockopt::keepalive{.idle = idle, .interval = interval, .count = count};
   }
 
   // The longest an idle dead peer can go unnoticed.

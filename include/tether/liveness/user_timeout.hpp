@@ -18,6 +18,8 @@ struct user_timeout {
   static constexpr bool needs_control_frames = false;
   static constexpr close_reason kernel_timeout_reason = close_reason::user_timeout;
 
+  std::error_code validate() const noexcept { return detail::check_range(sockopt::user_timeout{timeout}); }
+
   std::error_code apply(native_socket socket) const noexcept {
     return detail::set_socket_option(socket, sockopt::user_timeout{timeout});
   }

@@ -1,0 +1,186 @@
+// The machinery of tether::listener (declared in tether/listener.hpp).
+#pragma once
+
+#include <tether/listener.hpp>
+
+#include <asio/error.hpp>
+#include <asio/post.hpp>
+
+#include <utility>
+#include <vector>
+
+namespace tether {
+
+inline std::error_code listener_options::validate() const noexcept {
+  if (shards == 0)
+    return error::shards_zero;
+  if (accept_retry_initial.count() <= 0)
+    return error::accept_retry_initial_not_positive;
+  if (accept_retry_max < accept_retry_initial)
+    return error::accept_retry_max_below_initial;
+  return wheel.validate();
+}
+
+template <class Codec, liveness_policy Liveness>
+listener<Codec, Liveness>::listener(asio::io_context& io, listener_options options, Codec codec, Liveness liveness,
+                                    connection_options connection)
+    : io_(io), options_(std::move(options)),
+      core_({.codec = std::move(codec), .liveness = std::move(liveness), .options = connection},
+            {.wheel = options_.wheel,
+             .reject_abortively = options_.reject == listener_options::rejection::abortive,
+             .accept_retry_initial = options_.accept_retry_initial,
+             .accept_retry_max = options_.accept_retry_max},
+            options_.max_connections, options_.max_per_address) {}
+
+template <class Codec, liveness_policy Liveness>
+listener<Codec, Liveness>::~listener() {
+  stopping_.store(true);
+  for (std::size_t i = 1; i < core_.shards.size(); ++i) {
+    asio::post(core_.shards[i]->context(), [weak = std::weak_ptr<shard_type>(core_.shards[i])] {
+      if (auto shard = weak.lock())
+        shard->abort_all();
+    });
+  }
+  if (workers_)
+    workers_->join();
+  if (!core_.shards.empty())
+    core_.shards.front()->abort_all();
+}
+
+template <class Codec, liveness_policy Liveness>
+void listener<Codec, Liveness>::on_message(std::function<void(connection_type&, std::string_view)> handler) {
+  core_.context.on_message = std::move(handler);
+}
+
+template <class Codec, liveness_policy Liveness>
+void listener<Codec, Liveness>::on_close(std::function<void(connection_type&, close_reason)> handler) {
+  core_.context.on_close = std::move(handler);
+}
+
+template <class Codec, liveness_policy Liveness>
+void listener<Codec, Liveness>::on_accept(std::function<void(connection_type&)> handler) {
+  core_.on_accept = std::move(handler);
+}
+
+template <class Codec, liveness_policy Liveness>
+void listener<Codec, Liveness>::on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler) {
+  core_.context.on_heartbeat = std::move(handler);
+}
+
+template <class Codec, liveness_policy Liveness>
+void listener<Codec, Liveness>::on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason)> handler) {
+  core_.on_reject = std::move(handler);
+}
+
+template <class Codec, liveness_policy Liveness>
+std::error_code listener<Codec, Liveness>::validate() const noexcept {
+  if (auto ec = options_.validate())
+    return ec;
+  if (auto ec = core_.context.options.validate())
+    return ec;
+  return core_.context.liveness.validate();
+}
+
+template <class Codec, liveness_policy Liveness>
+std::error_code listener<Codec, Liveness>::start() {
+  if (started_)
+    return asio::error::already_started;
+  if (stopping_.load())
+    return asio::error::operation_aborted;
+  if (auto ec = validate())
+    return ec;
+
+  auto workers =
+      options_.shards > 1 ? std::make_shared<detail::listener_workers>(io_, options_.shards - 1) : nullptr;
+  std::vector<std::shared_ptr<shard_type>> shards;
+  shards.push_back(std::make_shared<shard_type>(io_, core_, false));
+  for (std::size_t i = 0; workers && i < workers->size(); ++i)
+    shards.push_back(std::make_shared<shard_type>(workers->context(i), core_, true));
+
+  bool every_shard_accepts = false;
+  if (auto ec = open_first_acceptor(shards.front()->acceptor(), every_shard_accepts))
+    return ec;
+  std::error_code ec;
+  const asio::ip::tcp::endpoint bound = shards.front()->acceptor().local_endpoint(ec);
+  if (ec)
+    return ec;
+  for (std::size_t i = 1; every_shard_accepts && i < shards.size(); ++i) {
+    if (auto refused = open_sibling_acceptor(shards[i]->acceptor(), bound))
+      return refused;
+  }
+
+  core_.shards = std::move(shards);
+  core_.shard_0_hands_out = workers && !every_shard_accepts;
+  workers_ = std::move(workers);
+  local_endpoint_ = bound;
+  started_ = true;
+  // The workers' first accepts are set up before their threads exist, which orders them before the threads.
+  for (const auto& shard : core_.shards)
+    shard->begin_accepting();
+  if (workers_)
+    workers_->launch();
+  return {};
+}
+
+template <class Codec, liveness_policy Liveness>
+native_socket listener<Codec, Liveness>::native_handle() {
+  return core_.shards.empty() ? detail::invalid_socket : core_.shards.front()->acceptor().native_handle();
+}
+
+template <class Codec, liveness_policy Liveness>
+void listener<Codec, Liveness>::stop(std::chrono::milliseconds deadline) {
+  if (stopping_.exchange(true))
+    return;
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  for (const auto& shard : core_.shards) {
+    asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), until] {
+      if (auto alive = weak.lock())
+        alive->stop(until);
+    });
+  }
+}
+
+template <class Codec, liveness_policy Liveness>
+std::error_code listener<Codec, Liveness>::open_first_acceptor(acceptor_type& acceptor, bool& every_shard_accepts) const {
+  const asio::ip::tcp::endpoint requested{options_.address, options_.port};
+  if (auto ec = open(acceptor, requested))
+    return ec;
+  if (options_.reuse_port) {
+    const std::error_code refused = set_option(acceptor, sockopt::reuse_port{});
+    if (refused && options_.shards == 1)
+      return refused;
+    every_shard_accepts = !refused && options_.shards > 1;
+  }
+  return bind_and_listen(acceptor, requested);
+}
+
+template <class Codec, liveness_policy Liveness>
+std::error_code listener<Codec, Liveness>::open_sibling_acceptor(acceptor_type& acceptor,
+                                                                const asio::ip::tcp::endpoint& bound) const {
+  if (auto ec = open(acceptor, bound))
+    return ec;
+  if (auto ec = set_option(acceptor, sockopt::reuse_port{}))
+    return ec;
+  return bind_and_listen(acceptor, bound);
+}
+
+template <class Codec, liveness_policy Liveness>
+std::error_code listener<Codec, Liveness>::open(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const {
+  std::error_code ec;
+  acceptor.open(at.protocol(), ec);
+  if (!ec && options_.reuse_address)
+    ec = set_option(acceptor, sockopt::reuse_address{});
+  return ec;
+}
+
+template <class Codec, liveness_policy Liveness>
+std::error_code listener<Codec, Liveness>::bind_and_listen(acceptor_type& acceptor,
+                                                          const asio::ip::tcp::endpoint& at) const {
+  std::error_code ec;
+  acceptor.bind(at, ec);
+  if (!ec)
+    acceptor.listen(options_.backlog, ec);
+  return ec;
+}
+
+} // namespace tether
