@@ -58,7 +58,10 @@ int main() {
   tether::listener server{io, {.port = 0, .max_connections = 2}, tether::line_codec{}};
   server.on_message([](auto& conn, std::string_view line) { conn.send(line); });
   std::vector<tether::close_reason> rejections;
-  server.on_reject([&](const asio::ip::tcp::endpoint&, tether::close_reason why) { rejections.push_back(why); });
+  server.on_reject([&](const asio::ip::tcp::endpoint&, tether::close_reason why, std::string_view detail) {
+    rejections.push_back(why);
+    fmt::print("refused: {} ({})\n", why, detail);  // "over max_connections"
+  });
   std::vector<tether::close_reason> closes;
   server.on_close([&](auto&, tether::close_reason why) { closes.push_back(why); });
   if (auto ec = server.start()) {

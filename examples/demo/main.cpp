@@ -117,7 +117,7 @@ int main() {
   server.on_heartbeat([](auto& conn, std::chrono::microseconds rtt) {
     say("server", "pinged {} after 1 s without a byte from it: pong in {}", name_of(conn.remote()), microseconds_text(rtt));
   });
-  server.on_reject([](const asio::ip::tcp::endpoint& remote, tether::close_reason why) {
+  server.on_reject([](const asio::ip::tcp::endpoint& remote, tether::close_reason why, std::string_view) {
     say("server", "refused a connection from {}: {} (max_per_address = 2)", remote.address().to_string(), why);
   });
   server.on_close([](auto& conn, tether::close_reason why) {

@@ -161,9 +161,10 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   server.on_heartbeat([&](connection_type& conn, std::chrono::microseconds rtt) {
     events.print("heartbeat", {{"remote", examples::endpoint_text(conn.remote())}, {"rtt_us", rtt.count()}});
   });
-  server.on_reject([&](const asio::ip::tcp::endpoint& peer, tether::close_reason why) {
-    events.print("rejected",
-                 {{"remote", examples::endpoint_text(peer)}, {"reason", std::string{tether::close_reason_name(why)}}});
+  server.on_reject([&](const asio::ip::tcp::endpoint& peer, tether::close_reason why, std::string_view detail) {
+    events.print("rejected", {{"remote", examples::endpoint_text(peer)},
+                              {"reason", std::string{tether::close_reason_name(why)}},
+                              {"detail", std::string{detail}}});
   });
   server.on_close([&](connection_type& conn, tether::close_reason why) {
     std::vector<examples::field> fields{{"remote", examples::endpoint_text(conn.remote())}};

@@ -10,6 +10,7 @@ int main() {
       tether::heartbeat{.interval = 15s, .timeout = 5s},                // app ping/pong: catches hung peers
       tether::idle_reaper{.read_idle = 5min},                           // close clients that say nothing
   };
+  // Listens on loopback (127.0.0.1) unless .address says otherwise, e.g. asio::ip::address_v4::any().
   tether::listener server{io, {.port = 7000, .max_connections = 50'000, .max_per_address = 64},
                           tether::line_codec{}, liveness};
   server.on_message([](auto& conn, std::string_view line) { conn.send(line); });

@@ -51,7 +51,7 @@ class close_reason_category_impl final : public std::error_category {
 public:
   const char* name() const noexcept override { return "tether.close_reason"; }
   std::string message(int value) const override {
-    return std::string{close_reason_name(static_cast<close_reason>(value))};
+    return std::string{close_reason_name(static_cast<close_reason>(value - 1))};
   }
 };
 } // namespace detail
@@ -61,8 +61,10 @@ inline const std::error_category& close_reason_category() noexcept {
   return category;
 }
 
+// Every reason is an error, peer_closed (the enumerator 0) included: the code's value is the enumerator plus one,
+// so that no close ever reads as success.
 inline std::error_code make_error_code(close_reason reason) noexcept {
-  return {static_cast<int>(reason), close_reason_category()};
+  return {static_cast<int>(reason) + 1, close_reason_category()};
 }
 
 } // namespace tether

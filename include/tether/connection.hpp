@@ -1,4 +1,4 @@
-// tether::connection<Codec, Liveness>: one TCP connection with framing, liveness and a close reason.
+// tether::connection<Codec, Liveness, UserData>: one TCP connection with framing, liveness and a close reason.
 //
 // A connection owns its socket, reads frames through its codec, answers the peer's pings, carries out the
 // verdicts of its liveness policy (tether::liveness<S...>, the only liveness it knows), and queues writes up to
@@ -31,7 +31,7 @@
 #include <tether/close_reason.hpp>
 #include <tether/codec/codec.hpp>
 #include <tether/codec/frame.hpp>
-#include <tether/detail/send_completion.hpp>
+#include <tether/detail/posted_completion.hpp>
 #include <tether/error.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/socket_options.hpp>
@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -67,6 +68,15 @@ struct connection_options {
   std::chrono::milliseconds graceful_close_timeout{std::chrono::seconds{5}};
   bool no_delay = true;
 
+  // Backpressure on input: reading pauses while more than pause_reading_above bytes are queued for the peer and
+  // resumes once the queue is down to resume_reading_below, so TCP's own flow control slows a fast producer
+  // facing a slow reader, instead of the connection closing for backpressure. 0 turns the automatic pause off.
+  std::size_t pause_reading_above = 0;
+  std::size_t resume_reading_below = 0;
+  // A connection whose reading is paused for its write queue, and which writes nothing for this long, has a peer
+  // that neither reads nor lets us go: it closes with backpressure.
+  std::chrono::milliseconds write_stall_timeout{std::chrono::seconds{30}};
+
   // Control frames (pings, pongs, goaways: a few bytes each) may pass the high-water mark by this much, so that
   // liveness keeps talking while data is refused.
   static constexpr std::size_t control_allowance = 4096;
@@ -82,14 +92,18 @@ struct connection_counters {
   std::uint64_t messages_sent = 0;      // data frames queued by send() and async_send()
 };
 
-template <class Codec, liveness_policy Liveness>
+// The application's per-connection state is a connection's third template parameter (set it in on_accept or
+// on_connect, read it from every handler); this is the default, which costs nothing.
+struct no_user_data {};
+
+template <class Codec, liveness_policy Liveness, class UserData>
 class connection;
 
 // What every connection of one server or client shares: framing, liveness policy, options, handlers and where
 // to count. Must outlive its connections.
-template <class Codec, liveness_policy Liveness = liveness<>>
+template <class Codec, liveness_policy Liveness = liveness<>, class UserData = no_user_data>
 struct connection_context {
-  using connection_type = connection<Codec, Liveness>;
+  using connection_type = connection<Codec, Liveness, UserData>;
 
   Codec codec{};
   Liveness liveness{};
@@ -99,10 +113,16 @@ struct connection_context {
   // A strategy measured a round trip (heartbeat: a pong answered our ping).
   std::function<void(connection_type&, std::chrono::microseconds)> on_heartbeat{};
   std::function<void(connection_type&)> on_goaway{};  // the peer announced it is going away
+  // The write queue is down to resume_reading_below after it passed pause_reading_above or refused a send:
+  // a producer can go on.
+  std::function<void(connection_type&)> on_drain{};
   tether::stats* stats = nullptr;
 };
 
 namespace detail {
+
+template <class Codec, liveness_policy Liveness, class UserData>
+class listener_shard;
 
 struct no_wheel_node {
   constexpr explicit no_wheel_node(wheel_node::expiry_handler) noexcept {}
@@ -119,8 +139,8 @@ using activity_record = std::conditional_t<Timed, activity, no_activity>;
 
 } // namespace detail
 
-template <class Codec, liveness_policy Liveness = liveness<>>
-class connection : public std::enable_shared_from_this<connection<Codec, Liveness>>,
+template <class Codec, liveness_policy Liveness = liveness<>, class UserData = no_user_data>
+class connection : public std::enable_shared_from_this<connection<Codec, Liveness, UserData>>,
                    private detail::liveness_node_base<Liveness::timed> {
   static_assert(detail::check_codec<Codec>());
   static_assert(!Liveness::needs_control_frames || Codec::carries_control_frames,
@@ -130,7 +150,8 @@ class connection : public std::enable_shared_from_this<connection<Codec, Livenes
 public:
   using codec_type = Codec;
   using liveness_type = Liveness;
-  using context_type = connection_context<Codec, Liveness>;
+  using context_type = connection_context<Codec, Liveness, UserData>;
+  using user_data_type = UserData;
   using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
   using executor_type = asio::io_context::executor_type;
 
@@ -163,6 +184,21 @@ public:
   template <class CompletionToken>
   auto async_send(std::string_view payload, CompletionToken&& token);
 
+  // Completes with the next data frame, with Asio's completion-token convention and the signature
+  // void(std::error_code, std::string). Where each message goes: to a pending async_receive if there is one;
+  // otherwise to the context's on_message if it is set; otherwise it is held (one message at most) and reading
+  // pauses until an async_receive takes it, so nothing is buffered without bound and nothing is dropped. One
+  // receive at a time: a second one while one is pending completes with error::receive_pending. Once the
+  // connection has closed (and any held message was taken) it completes with the close reason.
+  template <class CompletionToken>
+  auto async_receive(CompletionToken&& token);
+
+  // Stops reading after the frame being handled; frames already read wait for resume_reading(). While paused,
+  // bytes the peer sent wait in our receive queue, and a liveness close that would judge the peer is not carried
+  // out on their account; the peer's own pings are not answered until reading resumes.
+  void pause_reading();
+  void resume_reading();
+  bool reading_paused() const noexcept { return (paused_ & paused_by_user) != 0; }
   // Queues a goaway and keeps serving: the peer should finish what it has in flight and close. The listener's
   // stop() sends it; on_close then reports shutdown when the peer closes.
   std::error_code send_goaway(std::string_view payload = {})
@@ -184,8 +220,9 @@ public:
   close_reason reason() const noexcept { return reason_; }
   std::string_view close_detail() const noexcept { return close_detail_; }
   std::error_code close_error() const noexcept { return close_error_; }
-  // Bytes queued for the peer that the close threw away (an abortive close, or a drain that timed out).
-  std::size_t discarded_bytes() const noexcept { return discarded_bytes_; }
+  // Bytes queued for the peer that the close threw away (an abortive close, or a drain that timed out); what was
+  // still queued stays counted here after the close.
+  std::size_t discarded_bytes() const noexcept { return phase_ == phase::closed ? queued_bytes() : 0; }
 
   const asio::ip::tcp::endpoint& remote() const noexcept { return remote_; }
   socket_type& socket() noexcept { return socket_; }
@@ -193,6 +230,18 @@ public:
   const context_type& context() const noexcept { return *context_; }
   std::size_t queued_bytes() const noexcept;
   const connection_counters& counters() const noexcept { return counters_; }
+
+  // The application's state for this connection, value-initialised; only where UserData is given.
+  UserData& user_data() noexcept
+    requires(!std::is_same_v<UserData, no_user_data>)
+  {
+    return user_data_;
+  }
+  const UserData& user_data() const noexcept
+    requires(!std::is_same_v<UserData, no_user_data>)
+  {
+    return user_data_;
+  }
 
   // When bytes last arrived and left, for policies with a timed strategy (others keep no stamps).
   const activity& last_activity() const noexcept
@@ -209,21 +258,44 @@ public:
     return Liveness::template state_of<Strategy>(liveness_state_);
   }
 
+  // Changes one strategy's per-connection state (its runtime parameters: a peer-declared keep-alive, a learned
+  // interval) and asks the policy for its next deadline again, so the change takes effect at once.
+  template <class Strategy, class Change>
+  void update_liveness(Change&& change)
+    requires(Liveness::template has<Strategy>)
+  {
+    std::forward<Change>(change)(Liveness::template state_of<Strategy>(liveness_state_));
+    if (phase_ == phase::open)
+      schedule_liveness_check();
+  }
+
 private:
+  template <class, liveness_policy, class>
+  friend class detail::listener_shard;
   using node_base = detail::liveness_node_base<Liveness::timed>;
   enum class phase : std::uint8_t { created, open, draining, closed };
 
   // Allocated while a partial frame or unsent data exists; an idle connection has none.
   struct io_buffers {
-    std::string inbox;    // bytes of an incomplete frame
+    std::string inbox;    // bytes of an incomplete frame, or frames read while reading was paused
     std::string pending;  // encoded frames waiting for the write in flight
     std::string writing;  // the frames of the write in flight
     struct completion {
       std::uint32_t written_by;  // the write whose success completes it
-      detail::send_completion handler;
+      detail::posted_completion<std::error_code> handler;
     };
     std::vector<completion> completions;  // async_send callers, in write order
   };
+  using receive_completion = detail::posted_completion<std::error_code, std::string>;
+  // The receive side of async_receive: a waiting receiver, or one message waiting for a receiver.
+  struct receive_slot {
+    std::optional<receive_completion> waiting;
+    std::optional<std::string> held;
+  };
+  // Why reading is paused; reading runs only when none holds.
+  static constexpr std::uint8_t paused_by_user = 1;
+  static constexpr std::uint8_t paused_by_queue = 2;
+  static constexpr std::uint8_t paused_by_held_message = 4;
 
   io_buffers& buffers();
   void release_buffers_if_idle() noexcept;
@@ -234,6 +306,11 @@ private:
   bool written(std::uint32_t write) const noexcept;
   bool unsent() const noexcept;
 
+  void begin_receive(receive_completion receiver);
+  void pause(std::uint8_t reason);
+  void resume(std::uint8_t reason);
+  void continue_reading();
+  void watch_write_stall(std::uint64_t sent_before);
   void wait_readable();
   void on_readable(const std::error_code& wait_error);
   void consume(std::string_view chunk);
@@ -248,13 +325,13 @@ private:
   void note_received(bool data) noexcept;
   void note_sent() noexcept;
 
-  void close_for(close_reason reason, std::string_view detail);
-  void begin_graceful_close(close_reason reason, std::string_view detail);
+  void close_for(close_reason reason, const char* detail);
+  void begin_graceful_close(close_reason reason, const char* detail);
   void on_drain_deadline();
   void shutdown_send();
   void fail(const std::error_code& ec);
   void peer_finished();
-  void finish(close_reason reason, std::string_view detail, std::error_code ec, bool abortive);
+  void finish(close_reason reason, const char* detail, std::error_code ec, bool abortive);
 
   socket_type socket_;
   const context_type* context_;
@@ -263,12 +340,13 @@ private:
   [[no_unique_address]] typename Liveness::state liveness_state_{};
   [[no_unique_address]] typename Codec::decoder_state decoder_state_{};
   std::unique_ptr<io_buffers> buffers_;
-  std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::unique_ptr<asio::steady_timer> timer_;  // the graceful close's deadline, or the write-stall check
+  std::unique_ptr<receive_slot> receive_;
   connection_counters counters_{};
+  [[no_unique_address]] UserData user_data_{};
   asio::ip::tcp::endpoint remote_{};
   std::error_code close_error_{};
-  std::string_view close_detail_{};  // always a string literal
-  std::size_t discarded_bytes_ = 0;
+  const char* close_detail_ = "";  // always a string literal
   std::uint32_t writes_started_ = 0;
   std::uint32_t writes_done_ = 0;
   phase phase_ = phase::created;
@@ -278,6 +356,10 @@ private:
   bool going_away_ = false;
   bool peer_finished_ = false;
   bool reading_ = false;  // inside on_readable: sends reuse the read's activity stamp
+  bool read_armed_ = false;  // a wait for readability is pending
+  bool refused_send_ = false;  // a send was refused for the high-water mark since the queue last drained
+  std::uint8_t paused_ = 0;
+  std::uint32_t registry_slot_ = 0;  // where a listener's shard files it
 };
 
 } // namespace tether

@@ -1,4 +1,4 @@
-// tether::connector<Codec, Liveness>: the client side. Resolves, connects within a deadline, runs the
+// tether::connector<Codec, Liveness, UserData>: the client side. Resolves, connects within a deadline, runs the
 // connection, and with reconnect on keeps one connection up through refusals, closes and server goaways.
 //
 //   tether::connector client{io, {.host = "db.internal", .service = "7000", .reconnect = true},
@@ -25,12 +25,14 @@
 #include <tether/codec/codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/detail/native_socket.hpp>
+#include <tether/detail/posted_completion.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
+#include <asio/async_result.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -70,10 +72,10 @@ struct connector_options {
 template <class Socket>
 std::error_code bind_source_address(Socket& socket, const asio::ip::address& address);
 
-template <class Codec, liveness_policy Liveness = liveness<>>
+template <class Codec, liveness_policy Liveness = liveness<>, class UserData = no_user_data>
 class connector {
 public:
-  using connection_type = connection<Codec, Liveness>;
+  using connection_type = connection<Codec, Liveness, UserData>;
   using socket_type = typename connection_type::socket_type;
 
   connector(asio::io_context& io, connector_options options, Codec codec = {}, Liveness liveness = {},
@@ -106,6 +108,14 @@ public:
   // connected.
   std::error_code start();
 
+  // Starts connecting (as start() does, when not started yet) and completes once a connection is up, with
+  // Asio's completion-token convention and the signature void(std::error_code, std::shared_ptr<connection_type>):
+  // with the open connection (at once if one is up); with start()'s validation error; with the attempt's error
+  // when an attempt fails and reconnect is off; with asio::error::operation_aborted when stop() comes first. With
+  // reconnect on it waits through failed attempts, which on_connect_error still reports. Several may wait.
+  template <class CompletionToken>
+  auto async_connect(CompletionToken&& token);
+
   // No more attempts; a live connection closes gracefully (close_reason::local_close) and on_close still
   // reports it. start() may follow.
   void stop();
@@ -134,6 +144,8 @@ private:
     std::error_code last_error = asio::error::host_not_found;  // what to report once no endpoint is left
   };
   using attempt_ptr = std::shared_ptr<pending_attempt>;
+  using connect_completion = detail::posted_completion<std::error_code, std::shared_ptr<connection_type>>;
+  void complete_connect_waiters(std::error_code ec);
 
   template <class Handler>
   auto for_attempt(const attempt_ptr& attempt, Handler handler);
@@ -158,6 +170,7 @@ private:
   attempt_ptr attempt_;
   std::shared_ptr<connection_type> connection_;
   std::vector<std::shared_ptr<connection_type>> closing_;  // closed by stop(), finishing their graceful close
+  std::vector<connect_completion> connect_waiters_;
   std::function<void(connection_type&)> on_connect_;
   std::function<void(const std::error_code&, std::chrono::milliseconds)> on_connect_error_;
   std::function<void(connection_type&, close_reason)> on_close_;

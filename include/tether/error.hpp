@@ -26,6 +26,7 @@ enum class error {
   connection_not_open,
   frame_not_encodable,
   write_queue_full,
+  receive_pending,
   // A configuration that cannot work, reported by its validate() (and by listener::start, connector::start).
   wheel_tick_not_positive,
   wheel_slots_zero,
@@ -43,6 +44,8 @@ enum class error {
   heartbeat_peer_ping_interval_negative,
   heartbeat_ping_strikes_not_positive,
   idle_reaper_bound_negative,
+  resume_reading_above_pause,
+  write_stall_timeout_not_positive,
 };
 
 namespace detail {
@@ -82,6 +85,12 @@ public:
       return "the codec cannot carry this payload (too large, or a newline in a line_codec payload)";
     case error::write_queue_full:
       return "the connection's write queue is above its high-water mark";
+    case error::receive_pending:
+      return "another async_receive is already waiting on this connection";
+    case error::resume_reading_above_pause:
+      return "connection_options.resume_reading_below must be at most pause_reading_above";
+    case error::write_stall_timeout_not_positive:
+      return "connection_options.write_stall_timeout must be at least 1ms";
     case error::wheel_tick_not_positive:
       return "timer_wheel_options.tick must be at least 1ms";
     case error::wheel_slots_zero:
@@ -130,6 +139,8 @@ public:
       return std::errc::not_connected;
     case error::write_queue_full:
       return std::errc::no_buffer_space;
+    case error::receive_pending:
+      return std::errc::operation_in_progress;
     default:
       return std::errc::invalid_argument;
     }

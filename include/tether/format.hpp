@@ -136,6 +136,10 @@ struct fmt::formatter<tether::stats> : tether::detail::plain_formatter {
       if (const auto count = v.closed(reason))
         out = fmt::format_to(out, " {}={}", tether::close_reason_name(reason), count);
     }
+    for (const auto limit : {tether::connection_limit::max_connections, tether::connection_limit::max_per_address}) {
+      if (const auto count = v.refused(limit))
+        out = fmt::format_to(out, " over_{}={}", tether::connection_limit_name(limit), count);
+    }
     if (v.heartbeats() > 0)
       out = fmt::format_to(out, " heartbeats={} min_rtt={}", v.heartbeats(), tether::detail::duration_text(v.min_heartbeat_rtt()));
     return fmt::format_to(out, "}}");

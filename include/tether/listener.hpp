@@ -1,4 +1,4 @@
-// tether::listener<Codec, Liveness>: accepts TCP connections and serves each one as a tether::connection.
+// tether::listener<Codec, Liveness, UserData>: accepts TCP connections and serves each one as a tether::connection.
 //
 //   tether::listener server{io, {.port = 7000, .max_connections = 50'000, .max_per_address = 64},
 //                           tether::line_codec{}, liveness};
@@ -19,7 +19,8 @@
 // shards run concurrently.
 //
 // Limits. A connection over max_connections or max_per_address is closed at once (RST or FIN, as configured),
-// counted in stats() under limit_exceeded and reported to on_reject; it never reaches the other handlers.
+// counted in stats() under limit_exceeded and under the limit (stats().refused(limit)), and reported to
+// on_reject with a detail naming the limit; it never reaches the other handlers.
 //
 // Running out of descriptors (EMFILE, ENFILE) or memory makes a shard pause accepting, for accept_retry_initial
 // doubling up to accept_retry_max, instead of spinning on a connection the kernel keeps queued. Its connections
@@ -53,6 +54,7 @@
 #include <memory>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace tether {
 
@@ -81,13 +83,13 @@ struct listener_options {
   std::error_code validate() const noexcept;
 };
 
-template <class Codec, liveness_policy Liveness = liveness<>>
+template <class Codec, liveness_policy Liveness = liveness<>, class UserData = no_user_data>
 class listener {
-  using shard_type = detail::listener_shard<Codec, Liveness>;
+  using shard_type = detail::listener_shard<Codec, Liveness, UserData>;
   using acceptor_type = typename shard_type::acceptor_type;
 
 public:
-  using connection_type = connection<Codec, Liveness>;
+  using connection_type = connection<Codec, Liveness, UserData>;
 
   listener(asio::io_context& io, listener_options options, Codec codec = {}, Liveness liveness = {},
            connection_options connection = {});
@@ -107,9 +109,10 @@ public:
   // on_close without on_accept.
   void on_accept(std::function<void(connection_type&)> handler);
   void on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler);
-  // A connection closed before it became one: over a limit (limit_exceeded), arriving while the listener stops
-  // (shutdown), or one a shard's io_context could not take over (io_error). It reaches no other handler.
-  void on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason)> handler);
+  // A connection closed before it became one: over a limit (limit_exceeded, with the detail "over
+  // max_connections" or "over max_per_address"), arriving while the listener stops (shutdown), or one a shard's
+  // io_context could not take over (io_error). It reaches no other handler. The detail is a string literal.
+  void on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view detail)> handler);
 
   // Validates every option (the listener's, the connections', the wheel's and each strategy's: the error names
   // the field), then opens, configures, binds and listens on every acceptor and starts accepting and the worker
@@ -133,6 +136,16 @@ public:
   // Returns at once; safe from any thread, a handler or a signal_set callback included; later calls do nothing.
   void stop(std::chrono::milliseconds deadline);
 
+  // The shards' executors, shard 0's first, once start() succeeded: where work touching a shard's connections
+  // must run.
+  std::vector<asio::io_context::executor_type> executors() const;
+
+  // Runs visit(connection) for every open connection of every shard, each on its own shard's thread, for
+  // broadcasts, metrics and drains. Posted: returns at once, and the visits of different shards run concurrently,
+  // so whatever visit shares between shards must be safe across threads. Safe from any thread once start()
+  // has returned.
+  void for_each_connection(std::function<void(connection_type&)> visit);
+
   // Shared by every shard: opens and closes per reason, refusals counted under their reason.
   const tether::stats& stats() const noexcept { return core_.stats; }
 
@@ -150,7 +163,7 @@ private:
   asio::io_context& io_;
   listener_options options_;
   std::shared_ptr<detail::listener_workers> workers_;  // outlives the shards, whose io_contexts it owns
-  detail::listener_core<Codec, Liveness> core_;
+  detail::listener_core<Codec, Liveness, UserData> core_;
   asio::ip::tcp::endpoint local_endpoint_;
   std::atomic<bool> stopping_{false};
   bool started_ = false;

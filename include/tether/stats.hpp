@@ -10,8 +10,16 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <string_view>
 
 namespace tether {
+
+// The listener limits a refused connection was over.
+enum class connection_limit : std::uint8_t { max_connections, max_per_address };
+
+constexpr std::string_view connection_limit_name(connection_limit limit) noexcept {
+  return limit == connection_limit::max_connections ? "max_connections" : "max_per_address";
+}
 
 class stats {
 public:
@@ -28,6 +36,12 @@ public:
   // A connection refused before it reached user code (over a limit): counted, never live.
   void record_rejected(close_reason reason) noexcept {
     closed_[static_cast<std::size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // A connection refused over a limit: counted under limit_exceeded and under the limit it was over.
+  void record_refused(connection_limit limit) noexcept {
+    record_rejected(close_reason::limit_exceeded);
+    refused_[static_cast<std::size_t>(limit)].fetch_add(1, std::memory_order_relaxed);
   }
 
   void record_heartbeat_rtt(std::chrono::microseconds rtt) noexcept {
@@ -49,6 +63,9 @@ public:
       total += count.load(std::memory_order_relaxed);
     return total;
   }
+  std::uint64_t refused(connection_limit limit) const noexcept {
+    return refused_[static_cast<std::size_t>(limit)].load(std::memory_order_relaxed);
+  }
   std::uint64_t heartbeats() const noexcept { return heartbeats_.load(std::memory_order_relaxed); }
   std::chrono::microseconds last_heartbeat_rtt() const noexcept {
     return std::chrono::microseconds{last_rtt_us_.load(std::memory_order_relaxed)};
@@ -64,6 +81,7 @@ private:
   std::atomic<std::uint64_t> opened_{0};
   std::atomic<std::int64_t> live_{0};
   std::array<std::atomic<std::uint64_t>, close_reason_count> closed_{};
+  std::array<std::atomic<std::uint64_t>, 2> refused_{};
   std::atomic<std::uint64_t> heartbeats_{0};
   std::atomic<std::int64_t> last_rtt_us_{0};
   std::atomic<std::int64_t> min_rtt_us_{no_rtt_yet};

@@ -193,6 +193,7 @@ limits)
   run_client plain --connections 3 --messages 2 --pause 200ms
   [ "$client_status" -eq 1 ] || fail "two of three connections were refused, yet the client exited $client_status"
   [ "$(count "$work/server.out" rejected reason limit_exceeded)" -ge 2 ] || fail "expected limit_exceeded rejections"
+  [ "$(count "$work/server.out" rejected detail "over max_per_address")" -ge 2 ] || fail "rejections do not name the limit"
   run_client reconnecting --connections 3 --messages 2 --pause 200ms --reconnect
   [ "$client_status" -eq 0 ] || fail "with --reconnect the refused connections should get their turn"
   stop_server

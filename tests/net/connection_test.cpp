@@ -12,10 +12,17 @@
 #include <tether/liveness/tcp_keepalive.hpp>
 
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/version.hpp>
+#if ASIO_VERSION < 102400
+#include <asio/experimental/deferred.hpp>
+#else
+#include <asio/deferred.hpp>
+#endif
 
 #include <csignal>
 #include <future>
 #include <map>
+#include <optional>
 #include <random>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -466,6 +473,85 @@ TEST_CASE("async_send follows the completion-token convention") {
 #else
   WARN("SKIPPED use_awaitable: this compiler and Asio 1.22 have no co_await support (the g++ build covers it)");
 #endif
+}
+
+namespace {
+#if ASIO_VERSION >= 102400
+constexpr auto deferred_token = asio::deferred;
+#else
+constexpr auto deferred_token = asio::experimental::deferred;
+#endif
+
+// A payload on the heap (too long for the small-string buffer), so a dangling view would read freed memory.
+std::string heap_payload(char fill) { return std::string(100, fill) + " sent as a temporary"; }
+
+// Allocates and fills roughly what heap_payload() freed, so bytes read through a dangling view would be '#'.
+void clobber_freed_memory() {
+  std::vector<std::string> clobber;
+  for (int i = 0; i < 8; ++i)
+    clobber.emplace_back(std::string(120, '#'));
+}
+} // namespace
+
+TEST_CASE("async_send never reads its payload after returning, whatever the token") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer client{io};
+  auto connection = server.accept_from(client);
+  std::optional<std::error_code> completed;
+  char fill = 'x';
+
+  SECTION("a callback") {
+    fill = 'c';
+    connection->async_send(heap_payload(fill), [&](std::error_code ec) { completed = ec; });
+    clobber_freed_memory();
+  }
+  SECTION("use_future") {
+    fill = 'f';
+    std::future<void> done = connection->async_send(heap_payload(fill), asio::use_future);
+    clobber_freed_memory();
+    REQUIRE(run_until(io, [&] { return done.wait_for(0s) == std::future_status::ready; }));
+    done.get();
+    completed = std::error_code{};
+  }
+  SECTION("deferred, initiated after the payload is gone") {
+    fill = 'd';
+    auto operation = connection->async_send(heap_payload(fill), deferred_token);
+    clobber_freed_memory();
+    std::move(operation)([&](std::error_code ec) { completed = ec; });
+  }
+#if defined(ASIO_HAS_CO_AWAIT)
+  SECTION("use_awaitable, stored and then awaited") {
+    fill = 'a';
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          auto operation = connection->async_send(heap_payload(fill), asio::experimental::as_tuple(asio::use_awaitable));
+          clobber_freed_memory();
+          auto [ec] = co_await std::move(operation);
+          completed = ec;
+        },
+        asio::detached);
+  }
+#endif
+  REQUIRE(run_until(io, [&] { return completed.has_value(); }));
+  CHECK_FALSE(*completed);
+  const std::string expected = heap_payload(fill) + "\n";
+  REQUIRE(run_until(io, [&] { return client.received.size() >= expected.size(); }));
+  CHECK(client.received == expected);
+}
+
+TEST_CASE("a deferred async_send on a connection that closed before it was initiated reports the close") {
+  asio::io_context io;
+  echo_server server{io};
+  raw_peer client{io};
+  auto connection = server.accept_from(client);
+  auto never_written = connection->async_send(std::string(60'000, 'x'), deferred_token);
+  connection->abort();
+  std::optional<std::error_code> completed;
+  std::move(never_written)([&](std::error_code ec) { completed = ec; });
+  REQUIRE(run_until(io, [&] { return completed.has_value(); }));
+  CHECK(*completed == close_reason::local_close);
 }
 
 TEST_CASE("a half-closed peer still receives every answer before the connection closes") {

@@ -4,6 +4,7 @@
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/listener.hpp>
+#include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
 
 #include <asio.hpp>
@@ -199,6 +200,7 @@ private:
 struct rejection {
   endpoint peer;
   close_reason why;
+  std::string detail;
 };
 
 // A listener echoing every line, running its io_context on a thread of its own while the test thread drives
@@ -209,7 +211,9 @@ public:
     listener.on_message([](line_listener::connection_type& conn, std::string_view line) { conn.send(line); });
     listener.on_accept([this](line_listener::connection_type&) { accepted_on.add(std::this_thread::get_id()); });
     listener.on_close([this](line_listener::connection_type&, close_reason why) { closes.add(why); });
-    listener.on_reject([this](const endpoint& peer, close_reason why) { rejections.add({peer, why}); });
+    listener.on_reject([this](const endpoint& peer, close_reason why, std::string_view detail) {
+      rejections.add({peer, why, std::string{detail}});
+    });
   }
 
   echo_server(const echo_server&) = delete;
@@ -397,8 +401,11 @@ TEST_CASE("max_connections refuses the next client until one leaves") {
   REQUIRE(eventually([&] { return server.rejections.size() == 1; }));
   const rejection seen = server.rejections.items().front();
   CHECK(seen.why == close_reason::limit_exceeded);
+  CHECK(seen.detail == "over max_connections");
   CHECK(seen.peer == refused->local());
   CHECK(server.listener.stats().closed(close_reason::limit_exceeded) == 1);
+  CHECK(server.listener.stats().refused(tether::connection_limit::max_connections) == 1);
+  CHECK(server.listener.stats().refused(tether::connection_limit::max_per_address) == 0);
   CHECK(server.listener.stats().opened() == 3);
   CHECK(server.accepted_on.size() == 3);
   CHECK(server.closes.size() == 0);
@@ -440,7 +447,10 @@ TEST_CASE("max_per_address refuses extra clients from one address and serves ano
   const rejection seen = server.rejections.items().front();
   CHECK(seen.peer.address() == crowded);
   CHECK(seen.why == close_reason::limit_exceeded);
+  CHECK(seen.detail == "over max_per_address");
   CHECK(server.listener.stats().closed(close_reason::limit_exceeded) == 1);
+  CHECK(server.listener.stats().refused(tether::connection_limit::max_per_address) == 1);
+  CHECK(server.listener.stats().refused(tether::connection_limit::max_connections) == 0);
   CHECK(server.listener.connections() == 4);
 
   from_crowded.front()->leave();
@@ -574,6 +584,32 @@ TEST_CASE("stop lets clients finish after a goaway and aborts the ones that igno
   CHECK(server.listener.stats().closed(close_reason::shutdown) == 4);
   CHECK(server.listener.connections() == 0);
   server.listener.stop(0ms);
+}
+
+TEST_CASE("during a stop, a connection whose heartbeat times out reports heartbeat_timeout, not shutdown") {
+  asio::io_context io;
+  using watched_listener = tether::listener<tether::line_codec, tether::liveness<tether::heartbeat>>;
+  watched_listener listener{io, {.wheel = {.tick = 10ms}}, {},
+                            tether::liveness{tether::heartbeat{.interval = 100ms, .timeout = 100ms}}};
+  handler_log<close_reason> closes;
+  listener.on_close([&](watched_listener::connection_type&, close_reason why) { closes.add(why); });
+  REQUIRE(!listener.start());
+  std::thread runner{[&] { io.run(); }};
+
+  // Reads everything (goaway and pings included) and answers nothing: alive to TCP, dead to a heartbeat.
+  asio::io_context client_io;
+  clients deaf;
+  deaf.push_back(connected_client(client_io, listener.local_endpoint()));
+  REQUIRE(eventually([&] { return listener.connections() == 1; }));
+  const auto stop_requested = std::chrono::steady_clock::now();
+  listener.stop(scaled(5000ms));
+  REQUIRE(run_until(client_io, [&] { return deaf.front()->ended(); }, scaled(4000ms)));
+  CHECK(deaf.front()->goaways() == 1);
+  CHECK(std::chrono::steady_clock::now() - stop_requested < scaled(4000ms));
+  runner.join();
+  CHECK(closes.items() == std::vector<close_reason>{close_reason::heartbeat_timeout});
+  CHECK(listener.stats().closed(close_reason::heartbeat_timeout) == 1);
+  CHECK(listener.stats().closed(close_reason::shutdown) == 0);
 }
 
 TEST_CASE("destroying a running listener aborts its connections and joins its threads") {

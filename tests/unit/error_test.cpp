@@ -50,8 +50,19 @@ TEST_CASE("close reasons and stats print readably") {
   const std::error_code as_error = tether::close_reason::ping_flood;
   CHECK(as_error.message() == "ping_flood");
   CHECK(std::string{as_error.category().name()} == "tether.close_reason");
-  for (std::size_t i = 0; i < tether::close_reason_count; ++i)
-    CHECK(tether::close_reason_name(static_cast<tether::close_reason>(i)) != "unknown");
+  for (std::size_t i = 0; i < tether::close_reason_count; ++i) {
+    const auto reason = static_cast<tether::close_reason>(i);
+    CHECK(tether::close_reason_name(reason) != "unknown");
+    // Every reason is an error as a std::error_code, peer_closed (the enumerator 0) included.
+    const std::error_code code = reason;
+    CHECK(static_cast<bool>(code));
+    CHECK(code == reason);
+    CHECK(code.message() == tether::close_reason_name(reason));
+  }
+
+  tether::stats refusals;
+  refusals.record_refused(tether::connection_limit::max_per_address);
+  CHECK(fmt::format("{}", refusals) == "stats{live=0 opened=0 limit_exceeded=1 over_max_per_address=1}");
 
   tether::stats counters;
   counters.record_open();

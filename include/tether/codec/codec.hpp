@@ -16,7 +16,7 @@
 // The connection erases `consumed` bytes after a frame and calls again until need_more. decoder_state stays
 // valid while the connection only appends to the buffer, and the codec resets it whenever it returns a frame.
 // After malformed the stream has lost its framing for good: the connection closes with protocol_error and the
-// problem as its detail. encode() refuses (returns false) what it cannot carry: a payload too long, a character
+// problem, which must be a string literal, as its detail. encode() refuses (returns false) what it cannot carry: a payload too long, a character
 // the format reserves, a control frame on a codec without them.
 //
 // A type with a member of one of these names but another declaration is a compile error naming the member.

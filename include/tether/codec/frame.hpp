@@ -26,7 +26,7 @@ struct decoded {
   frame_kind kind = frame_kind::data; // valid when status == frame
   std::string_view payload;           // valid when status == frame
   std::size_t consumed = 0;           // bytes of input the frame used, terminator included
-  std::string_view problem;           // static text saying why the input is malformed
+  std::string_view problem;           // a string literal saying why the input is malformed
 
   static constexpr decoded frame(frame_kind kind, std::string_view payload, std::size_t consumed) noexcept {
     return {decode_status::frame, kind, payload, consumed, {}};

@@ -4,12 +4,14 @@
 #pragma once
 
 #include <tether/detail/config.hpp>
+#include <tether/stats.hpp>
 
 #include <asio/ip/address.hpp>
 
 #include <atomic>
 #include <cstddef>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 namespace tether::detail {
@@ -23,24 +25,26 @@ public:
   connection_limits(const connection_limits&) = delete;
   connection_limits& operator=(const connection_limits&) = delete;
 
-  // Reserves a place for one more connection from `address`, or returns false when that would pass a limit.
-  // Two shards admitting at once can never both take the last place: each sees the other's increment.
-  bool try_admit(const asio::ip::address& address) {
+  // Reserves a place for one more connection from `address`, or says which limit that would pass. Two shards
+  // admitting at once can never both take the last place: each sees the other's increment.
+  std::optional<connection_limit> try_admit(const asio::ip::address& address) {
     const std::size_t before = admitted_.fetch_add(1, std::memory_order_relaxed);
     if (max_total_ != 0 && before >= max_total_) {
       admitted_.fetch_sub(1, std::memory_order_relaxed);
-      return false;
+      return connection_limit::max_connections;
     }
     if (max_per_address_ == 0)
-      return true;
+      return std::nullopt;
     const std::lock_guard lock{mutex_};
     std::size_t& from_address = per_address_[address];
     if (from_address >= max_per_address_) {
       admitted_.fetch_sub(1, std::memory_order_relaxed);
-      return false;
+      if (from_address == 0)
+        per_address_.erase(address);
+      return connection_limit::max_per_address;
     }
     ++from_address;
-    return true;
+    return std::nullopt;
   }
 
   // Gives back a place that try_admit() reserved.

@@ -27,11 +27,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <system_error>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -46,26 +47,26 @@ struct shard_options {
   std::chrono::milliseconds accept_retry_max;
 };
 
-template <class Codec, liveness_policy Liveness>
+template <class Codec, liveness_policy Liveness, class UserData>
 class listener_shard;
 
 // What the shards of one listener share. Filled in before start() and only read afterwards, except for the
 // stats and limits, which are made to be shared between threads.
-template <class Codec, liveness_policy Liveness>
+template <class Codec, liveness_policy Liveness, class UserData>
 struct listener_core {
-  using connection_type = connection<Codec, Liveness>;
+  using connection_type = connection<Codec, Liveness, UserData>;
 
-  listener_core(connection_context<Codec, Liveness> context_template, shard_options shard, std::size_t max_connections,
+  listener_core(connection_context<Codec, Liveness, UserData> context_template, shard_options shard, std::size_t max_connections,
                 std::size_t max_per_address)
       : context(std::move(context_template)), options(shard), limits(max_connections, max_per_address) {}
 
-  connection_context<Codec, Liveness> context;  // each shard serves with a copy of its own
+  connection_context<Codec, Liveness, UserData> context;  // each shard serves with a copy of its own
   std::function<void(connection_type&)> on_accept;
-  std::function<void(const asio::ip::tcp::endpoint&, close_reason)> on_reject;
+  std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view)> on_reject;
   shard_options options;
   tether::stats stats;
   connection_limits limits;
-  std::vector<std::shared_ptr<listener_shard<Codec, Liveness>>> shards;
+  std::vector<std::shared_ptr<listener_shard<Codec, Liveness, UserData>>> shards;
   bool shard_0_hands_out = false;  // shard 0 accepts for every shard and deals the connections out
 };
 
@@ -96,13 +97,13 @@ private:
   native_socket handle_;
 };
 
-template <class Codec, liveness_policy Liveness>
-class listener_shard : public std::enable_shared_from_this<listener_shard<Codec, Liveness>> {
+template <class Codec, liveness_policy Liveness, class UserData>
+class listener_shard : public std::enable_shared_from_this<listener_shard<Codec, Liveness, UserData>> {
 public:
-  using connection_type = connection<Codec, Liveness>;
+  using connection_type = connection<Codec, Liveness, UserData>;
   using socket_type = typename connection_type::socket_type;
   using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
-  using core_type = listener_core<Codec, Liveness>;
+  using core_type = listener_core<Codec, Liveness, UserData>;
 
   // A shard with a thread of its own keeps that thread's io_context running until it stops, because handed-out
   // connections can arrive at any time; shard 0 lives on the caller's io_context, which the caller runs.
@@ -157,6 +158,13 @@ public:
     });
   }
 
+  void visit_each(const std::function<void(connection_type&)>& visit) {
+    for (const auto& conn : live_connections()) {
+      if (conn->is_open())
+        visit(*conn);
+    }
+  }
+
   void abort_all() {
     stop_accepting();
     for (const auto& conn : live_connections())
@@ -165,10 +173,6 @@ public:
   }
 
 private:
-  struct tracked {
-    std::shared_ptr<connection_type> connection;
-    asio::ip::address address;  // what the limits counted it under
-  };
 
   void accept_next() {
     acceptor_.async_accept(io_, peer_, [weak = this->weak_from_this()](const std::error_code& ec, socket_type socket) {
@@ -180,7 +184,7 @@ private:
   void on_accepted(const std::error_code& ec, socket_type socket) {
     if (stopping_) {
       if (!ec)
-        refuse(std::move(socket), peer_, close_reason::shutdown);
+        refuse(std::move(socket), peer_, close_reason::shutdown, "the listener is stopping");
       return;
     }
     if (ec) {
@@ -206,8 +210,12 @@ private:
   }
 
   void admit(socket_type socket, const asio::ip::tcp::endpoint& peer) {
-    if (!core_.limits.try_admit(peer.address())) {
-      refuse(std::move(socket), peer, close_reason::limit_exceeded);
+    if (const auto over = core_.limits.try_admit(peer.address())) {
+      core_.stats.record_refused(*over);
+      close_refused(std::move(socket));
+      if (on_reject_)
+        on_reject_(peer, close_reason::limit_exceeded,
+                   *over == connection_limit::max_connections ? "over max_connections" : "over max_per_address");
       return;
     }
     if (!core_.shard_0_hands_out) {
@@ -244,13 +252,13 @@ private:
     socket.assign(peer.protocol(), moving.handle(), ec);
     if (ec) {
       core_.limits.release(peer.address());
-      report_refusal(peer, close_reason::io_error);
+      report_refusal(peer, close_reason::io_error, "the serving shard could not take the socket over");
       return;
     }
     moving.delivered();
     if (stopping_) {
       core_.limits.release(peer.address());
-      refuse(std::move(socket), peer, close_reason::shutdown);
+      refuse(std::move(socket), peer, close_reason::shutdown, "the listener is stopping");
       return;
     }
     serve(std::move(socket), peer);
@@ -259,7 +267,8 @@ private:
   void serve(socket_type socket, const asio::ip::tcp::endpoint& peer) {
     auto created = connection_type::create(std::move(socket), context_, *wheel_, peer);
     connection_type& conn = *created;
-    registry_.emplace(&conn, tracked{std::move(created), peer.address()});
+    conn.registry_slot_ = static_cast<std::uint32_t>(registry_.size());
+    registry_.push_back(std::move(created));
     conn.start();
     // A connection reset right after the accept, or one the platform refused a liveness option for, has already
     // closed inside start().
@@ -267,33 +276,46 @@ private:
       on_accept_(conn);
   }
 
-  void refuse(socket_type socket, const asio::ip::tcp::endpoint& peer, close_reason why) {
+  void close_refused(socket_type socket) {
     if (core_.options.reject_abortively)
       set_option(socket, sockopt::linger::abortive());
     std::error_code ignored;
     socket.close(ignored);
-    report_refusal(peer, why);
   }
 
-  void report_refusal(const asio::ip::tcp::endpoint& peer, close_reason why) {
+  void refuse(socket_type socket, const asio::ip::tcp::endpoint& peer, close_reason why, std::string_view detail) {
+    close_refused(std::move(socket));
+    report_refusal(peer, why, detail);
+  }
+
+  void report_refusal(const asio::ip::tcp::endpoint& peer, close_reason why, std::string_view detail) {
     core_.stats.record_rejected(why);
     if (on_reject_)
-      on_reject_(peer, why);
+      on_reject_(peer, why, detail);
   }
 
+  // The registry is a vector with each connection's slot kept in the connection: a few bytes per connection
+  // where a node-based map took about ninety. The limits counted the connection under the address the accept
+  // returned, which remote() holds.
   void forget(connection_type& conn) {
-    auto entry = registry_.extract(&conn);
-    core_.limits.release(entry.mapped().address);
+    const std::uint32_t slot = conn.registry_slot_;
+    std::shared_ptr<connection_type> last_reference = std::move(registry_[slot]);
+    if (slot + 1 != registry_.size()) {
+      registry_[slot] = std::move(registry_.back());
+      registry_[slot]->registry_slot_ = slot;
+    }
+    registry_.pop_back();
+    core_.limits.release(conn.remote().address());
     // on_close runs from inside the connection's own member functions, so the connection must outlive this
     // call: the registry's reference is dropped from a handler of its own.
-    asio::post(io_, [last_reference = std::move(entry.mapped().connection)] {});
+    asio::post(io_, [last_reference = std::move(last_reference)] {});
   }
 
   std::vector<std::shared_ptr<connection_type>> live_connections() const {
     std::vector<std::shared_ptr<connection_type>> live;
     live.reserve(registry_.size());
-    for (const auto& [conn, entry] : registry_)
-      live.push_back(entry.connection);
+    for (const auto& conn : registry_)
+      live.push_back(conn);
     return live;
   }
 
@@ -314,9 +336,9 @@ private:
 
   asio::io_context& io_;
   core_type& core_;
-  connection_context<Codec, Liveness> context_;
+  connection_context<Codec, Liveness, UserData> context_;
   std::function<void(connection_type&)> on_accept_;
-  std::function<void(const asio::ip::tcp::endpoint&, close_reason)> on_reject_;
+  std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view)> on_reject_;
   std::optional<timer_wheel> wheel_;
   acceptor_type acceptor_;
   asio::ip::tcp::endpoint peer_;  // filled in by the accept in flight
@@ -324,7 +346,7 @@ private:
   asio::steady_timer deadline_timer_;
   std::chrono::milliseconds retry_delay_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> keep_running_;
-  std::unordered_map<connection_type*, tracked> registry_;
+  std::vector<std::shared_ptr<connection_type>> registry_;
   std::size_t next_target_ = 0;
   bool stopping_ = false;
 };

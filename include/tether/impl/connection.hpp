@@ -16,6 +16,10 @@ inline std::error_code connection_options::validate() const noexcept {
     return error::write_high_water_zero;
   if (graceful_close_timeout.count() < 0)
     return error::graceful_close_timeout_negative;
+  if (resume_reading_below > pause_reading_above)
+    return error::resume_reading_above_pause;
+  if (pause_reading_above != 0 && write_stall_timeout.count() <= 0)
+    return error::write_stall_timeout_not_positive;
   return {};
 }
 
@@ -37,31 +41,31 @@ constexpr bool reached(std::uint32_t counter, std::uint32_t target) noexcept {
 
 } // namespace detail
 
-template <class Codec, liveness_policy Liveness>
-std::shared_ptr<connection<Codec, Liveness>> connection<Codec, Liveness>::create(socket_type socket,
+template <class Codec, liveness_policy Liveness, class UserData>
+std::shared_ptr<connection<Codec, Liveness, UserData>> connection<Codec, Liveness, UserData>::create(socket_type socket,
                                                                                 const context_type& context,
                                                                                 timer_wheel& wheel,
                                                                                 const asio::ip::tcp::endpoint& accepted_from) {
   return std::make_shared<connection>(std::move(socket), context, wheel, accepted_from);
 }
 
-template <class Codec, liveness_policy Liveness>
-connection<Codec, Liveness>::connection(socket_type socket, const context_type& context, timer_wheel& wheel,
+template <class Codec, liveness_policy Liveness, class UserData>
+connection<Codec, Liveness, UserData>::connection(socket_type socket, const context_type& context, timer_wheel& wheel,
                                         const asio::ip::tcp::endpoint& accepted_from)
     : node_base(&connection::on_liveness_deadline), socket_(std::move(socket)), context_(&context), wheel_(&wheel),
       remote_(accepted_from) {}
 
 // A wheel destroyed first has already unlinked the node, so only a node still filed is cancelled.
-template <class Codec, liveness_policy Liveness>
-connection<Codec, Liveness>::~connection() {
+template <class Codec, liveness_policy Liveness, class UserData>
+connection<Codec, Liveness, UserData>::~connection() {
   if constexpr (Liveness::timed) {
     if (this->scheduled())
       wheel_->cancel(*this);
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::start() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::start() {
   if (phase_ != phase::created)
     return;
   phase_ = phase::open;
@@ -97,8 +101,8 @@ void connection<Codec, Liveness>::start() {
   wait_readable();
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code connection<Codec, Liveness>::send(std::string_view payload) {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connection<Codec, Liveness, UserData>::send(std::string_view payload) {
   if (auto ec = enqueue(frame_kind::data, payload))
     return ec;
   ++counters_.messages_sent;
@@ -106,30 +110,120 @@ std::error_code connection<Codec, Liveness>::send(std::string_view payload) {
   return {};
 }
 
-template <class Codec, liveness_policy Liveness>
+template <class Codec, liveness_policy Liveness, class UserData>
 template <class CompletionToken>
-auto connection<Codec, Liveness>::async_send(std::string_view payload, CompletionToken&& token) {
+auto connection<Codec, Liveness, UserData>::async_send(std::string_view payload, CompletionToken&& token) {
   // Queued here, not in the initiation: a lazy token may initiate long after the payload's storage is gone.
   const std::error_code queued = send(payload);
   const std::uint32_t written_by = queued ? 0 : writes_started_ + (buffers_ && !buffers_->pending.empty() ? 1 : 0);
   return asio::async_initiate<CompletionToken, void(std::error_code)>(
       [self = this->shared_from_this(), queued, written_by](auto handler) {
         const auto executor = self->socket_.get_executor();
+        using completion = detail::posted_completion<std::error_code>;
         if (queued) {
-          detail::send_completion::post(std::move(handler), executor, queued);
+          completion::post(std::move(handler), executor, queued);
         } else if (self->written(written_by)) {
-          detail::send_completion::post(std::move(handler), executor, std::error_code{});
+          completion::post(std::move(handler), executor, std::error_code{});
         } else if (self->phase_ == phase::closed) {
-          detail::send_completion::post(std::move(handler), executor, make_error_code(self->reason_));
+          completion::post(std::move(handler), executor, make_error_code(self->reason_));
         } else {
-          self->buffers().completions.push_back({written_by, detail::send_completion{std::move(handler), executor}});
+          self->buffers().completions.push_back({written_by, completion{std::move(handler), executor}});
         }
       },
       token);
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code connection<Codec, Liveness>::send_goaway(std::string_view payload)
+template <class Codec, liveness_policy Liveness, class UserData>
+template <class CompletionToken>
+auto connection<Codec, Liveness, UserData>::async_receive(CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(std::error_code, std::string)>(
+      [self = this->shared_from_this()](auto handler) {
+        self->begin_receive(receive_completion{std::move(handler), self->socket_.get_executor()});
+      },
+      token);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::begin_receive(receive_completion receiver) {
+  if (!receive_)
+    receive_ = std::make_unique<receive_slot>();
+  if (receive_->waiting) {
+    std::move(receiver).complete(error::receive_pending, {});
+    return;
+  }
+  if (receive_->held) {
+    std::string message = std::move(*receive_->held);
+    receive_->held.reset();
+    std::move(receiver).complete({}, std::move(message));
+    resume(paused_by_held_message);
+    return;
+  }
+  if (phase_ == phase::closed) {
+    std::move(receiver).complete(make_error_code(reason_), {});
+    return;
+  }
+  receive_->waiting.emplace(std::move(receiver));
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::pause_reading() {
+  pause(paused_by_user);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::resume_reading() {
+  resume(paused_by_user);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::pause(std::uint8_t reason) {
+  if (phase_ != phase::open || (paused_ & reason))
+    return;
+  paused_ |= reason;
+  if (reason == paused_by_queue)
+    watch_write_stall(counters_.bytes_sent);
+}
+
+// Frames read before the pause are decoded first; then the socket is read again. Posted, so that a resume from
+// inside a handler does not deliver the next message inside that handler.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::resume(std::uint8_t reason) {
+  if (!(paused_ & reason))
+    return;
+  paused_ &= static_cast<std::uint8_t>(~reason);
+  if (paused_ == 0 && phase_ == phase::open)
+    asio::post(socket_.get_executor(), [self = this->shared_from_this()] { self->continue_reading(); });
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::continue_reading() {
+  if (phase_ != phase::open || paused_ != 0)
+    return;
+  if (buffers_ && !buffers_->inbox.empty())
+    consume({});
+  if (phase_ == phase::open && paused_ == 0 && !read_armed_)
+    wait_readable();
+}
+
+// Paused for the write queue, the connection must still see the peer take data; one that takes nothing for
+// write_stall_timeout would otherwise hold the connection forever.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::watch_write_stall(std::uint64_t sent_before) {
+  timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), context_->options.write_stall_timeout);
+  timer_->async_wait([self = this->shared_from_this(), sent_before](const std::error_code& ec) {
+    if (ec || self->phase_ != phase::open || !(self->paused_ & paused_by_queue))
+      return;
+    if (self->counters_.bytes_sent == sent_before)
+      self->finish(close_reason::backpressure,
+                   "the peer took nothing for write_stall_timeout while reading was paused for the write queue", {},
+                   true);
+    else
+      self->watch_write_stall(self->counters_.bytes_sent);
+  });
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connection<Codec, Liveness, UserData>::send_goaway(std::string_view payload)
   requires Codec::carries_control_frames
 {
   if (auto ec = enqueue(frame_kind::goaway, payload))
@@ -138,37 +232,37 @@ std::error_code connection<Codec, Liveness>::send_goaway(std::string_view payloa
   return {};
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::close(close_reason why) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::close(close_reason why) {
   begin_graceful_close(why, "closed by this side");
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::abort(close_reason why) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::abort(close_reason why) {
   finish(why, "reset by this side", {}, true);
 }
 
-template <class Codec, liveness_policy Liveness>
-std::size_t connection<Codec, Liveness>::queued_bytes() const noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::size_t connection<Codec, Liveness, UserData>::queued_bytes() const noexcept {
   return buffers_ ? buffers_->pending.size() + buffers_->writing.size() : 0;
 }
 
-template <class Codec, liveness_policy Liveness>
-auto connection<Codec, Liveness>::buffers() -> io_buffers& {
+template <class Codec, liveness_policy Liveness, class UserData>
+auto connection<Codec, Liveness, UserData>::buffers() -> io_buffers& {
   if (!buffers_)
     buffers_ = std::make_unique<io_buffers>();
   return *buffers_;
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::release_buffers_if_idle() noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::release_buffers_if_idle() noexcept {
   if (buffers_ && buffers_->inbox.empty() && buffers_->pending.empty() && !write_in_flight_ &&
       buffers_->completions.empty())
     buffers_.reset();
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code connection<Codec, Liveness>::enqueue(frame_kind kind, std::string_view payload) {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connection<Codec, Liveness, UserData>::enqueue(frame_kind kind, std::string_view payload) {
   if (phase_ != phase::open)
     return error::connection_not_open;
   auto& b = buffers();
@@ -176,23 +270,28 @@ std::error_code connection<Codec, Liveness>::enqueue(frame_kind kind, std::strin
   const std::size_t limit =
       context_->options.write_high_water + (kind == frame_kind::data ? 0 : connection_options::control_allowance);
   if (queued + payload.size() > limit) {
-    if (context_->options.on_overflow == connection_options::overflow::close)
+    if (context_->options.on_overflow == connection_options::overflow::close) {
       finish(close_reason::backpressure, "the write queue passed its high-water mark", {}, true);
-    else
+    } else {
+      refused_send_ = true;
       release_buffers_if_idle();
+    }
     return error::write_queue_full;
   }
   if (!context_->codec.encode(kind, payload, b.pending)) {
     release_buffers_if_idle();
     return error::frame_not_encodable;
   }
+  const auto pause_above = context_->options.pause_reading_above;
+  if (pause_above != 0 && b.pending.size() + b.writing.size() > pause_above)
+    pause(paused_by_queue);
   if (!write_in_flight_)
     write_pending();
   return {};
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::write_pending() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::write_pending() {
   auto& b = *buffers_;
   b.writing.swap(b.pending);
   write_in_flight_ = true;
@@ -203,8 +302,8 @@ void connection<Codec, Liveness>::write_pending() {
                     });
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::on_written(const std::error_code& ec, std::size_t transferred) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::on_written(const std::error_code& ec, std::size_t transferred) {
   write_in_flight_ = false;
   counters_.bytes_sent += transferred;
   if (phase_ == phase::closed)
@@ -217,6 +316,16 @@ void connection<Codec, Liveness>::on_written(const std::error_code& ec, std::siz
   b.writing.clear();
   ++writes_done_;
   complete_sends_written_by(writes_done_);
+  if ((paused_ & paused_by_queue) || refused_send_) {
+    if (b.pending.size() <= context_->options.resume_reading_below) {
+      refused_send_ = false;
+      resume(paused_by_queue);
+      if (context_->on_drain)
+        context_->on_drain(*this);
+      if (phase_ == phase::closed)
+        return;
+    }
+  }
   if (!b.pending.empty()) {
     write_pending();
     return;
@@ -231,8 +340,8 @@ void connection<Codec, Liveness>::on_written(const std::error_code& ec, std::siz
   release_buffers_if_idle();
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::complete_sends_written_by(std::uint32_t write) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::complete_sends_written_by(std::uint32_t write) {
   auto& waiting = buffers_->completions;
   std::size_t done = 0;
   while (done < waiting.size() && detail::reached(write, waiting[done].written_by))
@@ -240,30 +349,35 @@ void connection<Codec, Liveness>::complete_sends_written_by(std::uint32_t write)
   waiting.erase(waiting.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
-template <class Codec, liveness_policy Liveness>
-bool connection<Codec, Liveness>::written(std::uint32_t write) const noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+bool connection<Codec, Liveness, UserData>::written(std::uint32_t write) const noexcept {
   return detail::reached(writes_done_, write);
 }
 
-template <class Codec, liveness_policy Liveness>
-bool connection<Codec, Liveness>::unsent() const noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+bool connection<Codec, Liveness, UserData>::unsent() const noexcept {
   return write_in_flight_ || (buffers_ && !buffers_->pending.empty());
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::wait_readable() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::wait_readable() {
+  read_armed_ = true;
   socket_.async_wait(socket_type::wait_read,
                      [self = this->shared_from_this()](const std::error_code& ec) { self->on_readable(ec); });
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::on_readable(const std::error_code& wait_error) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::on_readable(const std::error_code& wait_error) {
+  read_armed_ = false;
   if (phase_ == phase::closed)
     return;
   if (wait_error) {
     fail(wait_error);
     return;
   }
+  // Paused: the bytes stay in the kernel's receive queue, where TCP's flow control slows the peer down.
+  if (paused_ != 0 && phase_ == phase::open)
+    return;
   auto& scratch = detail::read_scratch();
   std::error_code ec;
   const std::size_t n = socket_.read_some(asio::buffer(scratch), ec);
@@ -283,25 +397,25 @@ void connection<Codec, Liveness>::on_readable(const std::error_code& wait_error)
     consume({scratch.data(), n});
     reading_ = false;
   }
-  if (phase_ != phase::closed)
+  if (phase_ == phase::draining || (phase_ == phase::open && paused_ == 0))
     wait_readable();
 }
 
-// Decodes every complete frame; a partial frame's bytes are kept for the next read.
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::consume(std::string_view chunk) {
+// Decodes every complete frame, until a handler pauses reading; the bytes left are kept for later.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::consume(std::string_view chunk) {
   const bool continuing = buffers_ && !buffers_->inbox.empty();
   if (continuing)
     buffers_->inbox.append(chunk);
   const std::string_view input = continuing ? std::string_view{buffers_->inbox} : chunk;
 
   std::size_t offset = 0;
-  while (phase_ == phase::open) {
+  while (phase_ == phase::open && paused_ == 0) {
     const decoded frame = context_->codec.decode(input.substr(offset), decoder_state_);
     if (frame.status == decode_status::need_more)
       break;
     if (frame.status == decode_status::malformed) {
-      finish(close_reason::protocol_error, frame.problem, {}, true);
+      finish(close_reason::protocol_error, frame.problem.data(), {}, true);
       return;
     }
     offset += frame.consumed;
@@ -318,13 +432,23 @@ void connection<Codec, Liveness>::consume(std::string_view chunk) {
   release_buffers_if_idle();
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::dispatch(const decoded& frame) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::dispatch(const decoded& frame) {
   if (frame.kind == frame_kind::data) {
     ++counters_.messages_received;
     note_received(true);
-    if (context_->on_message)
+    if (receive_ && receive_->waiting) {
+      auto receiver = std::move(*receive_->waiting);
+      receive_->waiting.reset();
+      std::move(receiver).complete({}, std::string{frame.payload});
+    } else if (context_->on_message) {
       context_->on_message(*this, frame.payload);
+    } else {
+      if (!receive_)
+        receive_ = std::make_unique<receive_slot>();
+      receive_->held.emplace(frame.payload);
+      pause(paused_by_held_message);
+    }
     return;
   }
   on_control_frame({frame.kind, frame.payload});
@@ -332,8 +456,8 @@ void connection<Codec, Liveness>::dispatch(const decoded& frame) {
 
 // Strategies hear the frame first (a ping-flood limit may close before answering); a ping is then answered with
 // its own payload, whatever the policy, so any tether peer's heartbeat works against any policy of ours.
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::on_control_frame(const control_frame& frame) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::on_control_frame(const control_frame& frame) {
   if constexpr (Liveness::watches_control) {
     context_->liveness.on_control(liveness_state_, frame, liveness_clock::now(),
                                   [this](const verdict& v) { return carry_out(v, false); });
@@ -356,8 +480,8 @@ void connection<Codec, Liveness>::on_control_frame(const control_frame& frame) {
 // Carries out one verdict of the policy. A close that judges the peer (a deadline passed without news of it) is
 // not carried out while the peer's bytes wait unread in our own receive queue: then this process is the one
 // that fell behind, and the bytes are activity like any other.
-template <class Codec, liveness_policy Liveness>
-std::error_code connection<Codec, Liveness>::carry_out(const verdict& v, bool judges_the_peer) {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connection<Codec, Liveness, UserData>::carry_out(const verdict& v, bool judges_the_peer) {
   switch (v.what()) {
   case verdict::action::none:
     return {};
@@ -382,14 +506,14 @@ std::error_code connection<Codec, Liveness>::carry_out(const verdict& v, bool ju
   return {};
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::on_liveness_deadline(wheel_node& node) noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::on_liveness_deadline(wheel_node& node) noexcept {
   if constexpr (Liveness::timed)
     static_cast<connection&>(node).check_liveness();
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::check_liveness() noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::check_liveness() noexcept {
   if constexpr (Liveness::timed) {
     if (phase_ != phase::open)
       return;
@@ -400,8 +524,8 @@ void connection<Codec, Liveness>::check_liveness() noexcept {
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::schedule_liveness_check() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::schedule_liveness_check() {
   if constexpr (Liveness::timed) {
     const auto deadline = context_->liveness.next_deadline(liveness_state_, activity_);
     if (deadline != liveness_clock::time_point::max())
@@ -411,8 +535,8 @@ void connection<Codec, Liveness>::schedule_liveness_check() {
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-bool connection<Codec, Liveness>::peer_bytes_waiting() noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+bool connection<Codec, Liveness, UserData>::peer_bytes_waiting() noexcept {
   std::error_code ec;
   const std::size_t waiting = socket_.available(ec);
   return !ec && waiting > 0;
@@ -421,8 +545,8 @@ bool connection<Codec, Liveness>::peer_bytes_waiting() noexcept {
 // Stamps come from the clock itself, never from a value cached before this process stalled: a verdict compares
 // them with the wheel's tick time, which is read when the tick runs. Inside a read, sends reuse the read's stamp.
 // A policy with no deadline filed (every strategy answered time_point::max()) is asked again on activity.
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::note_received(bool data) noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::note_received(bool data) noexcept {
   if constexpr (Liveness::timed) {
     if (data) {
       activity_.data_received = reading_ ? activity_.received : liveness_clock::now();
@@ -437,8 +561,8 @@ void connection<Codec, Liveness>::note_received(bool data) noexcept {
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::note_sent() noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::note_sent() noexcept {
   if constexpr (Liveness::timed) {
     activity_.data_sent = reading_ ? activity_.received : liveness_clock::now();
     if (!this->scheduled() && phase_ == phase::open)
@@ -446,16 +570,16 @@ void connection<Codec, Liveness>::note_sent() noexcept {
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::close_for(close_reason reason, std::string_view detail) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::close_for(close_reason reason, const char* detail) {
   if (detail::closes_abortively(reason))
     finish(reason, detail, {}, true);
   else
     begin_graceful_close(reason, detail);
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::begin_graceful_close(close_reason reason, std::string_view detail) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::begin_graceful_close(close_reason reason, const char* detail) {
   if (phase_ != phase::open)
     return;
   phase_ = phase::draining;
@@ -463,13 +587,16 @@ void connection<Codec, Liveness>::begin_graceful_close(close_reason reason, std:
   close_detail_ = detail;
   if constexpr (Liveness::timed)
     wheel_->cancel(*this);
-  drain_timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), context_->options.graceful_close_timeout);
-  drain_timer_->async_wait([self = this->shared_from_this()](const std::error_code& ec) {
+  timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), context_->options.graceful_close_timeout);
+  timer_->async_wait([self = this->shared_from_this()](const std::error_code& ec) {
     if (!ec)
       self->on_drain_deadline();
   });
   if (!write_in_flight_)
     shutdown_send();
+  // What still arrives is read and dropped, also where reading was paused.
+  if (!read_armed_ && !peer_finished_)
+    wait_readable();
   if (peer_finished_ && !unsent())
     finish(reason_, close_detail_, {}, false);
 }
@@ -477,8 +604,8 @@ void connection<Codec, Liveness>::begin_graceful_close(close_reason reason, std:
 // The graceful period is over. Data the peer never took is discarded with a reset, and the close says so; when
 // everything was delivered the peer has had our FIN, and the unread bytes are drained so that close() does not
 // turn it into a reset.
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::on_drain_deadline() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::on_drain_deadline() {
   if (phase_ != phase::draining)
     return;
   if (unsent()) {
@@ -493,15 +620,15 @@ void connection<Codec, Liveness>::on_drain_deadline() {
   finish(reason_, close_detail_, {}, false);
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::shutdown_send() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::shutdown_send() {
   std::error_code ignored;
   socket_.shutdown(socket_type::shutdown_send, ignored);
 }
 
 // Maps a socket error to the reason the user sees.
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::fail(const std::error_code& ec) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::fail(const std::error_code& ec) {
   if (ec == asio::error::eof) {
     peer_finished();
     return;
@@ -527,8 +654,8 @@ void connection<Codec, Liveness>::fail(const std::error_code& ec) {
 
 // The peer sent FIN: it will send nothing more, but it may still read. What is queued for it is delivered (a
 // half-closed peer gets every answer) before the connection closes, bounded by the graceful close timeout.
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::peer_finished() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::peer_finished() {
   peer_finished_ = true;
   if (phase_ == phase::open) {
     const auto reason = going_away_ ? close_reason::shutdown : close_reason::peer_closed;
@@ -542,28 +669,31 @@ void connection<Codec, Liveness>::peer_finished() {
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-void connection<Codec, Liveness>::finish(close_reason reason, std::string_view detail, std::error_code ec, bool abortive) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::finish(close_reason reason, const char* detail, std::error_code ec, bool abortive) {
   if (phase_ == phase::closed)
     return;
   phase_ = phase::closed;
   reason_ = reason;
   close_detail_ = detail;
   close_error_ = ec;
-  discarded_bytes_ = queued_bytes();
   if constexpr (Liveness::timed)
     wheel_->cancel(*this);
-  if (drain_timer_)
-    drain_timer_->cancel();
+  if (timer_)
+    timer_->cancel();
   std::error_code ignored;
-  if (abortive || discarded_bytes_ > 0)
+  if (abortive || queued_bytes() > 0)
     detail::set_socket_option(socket_.native_handle(), sockopt::linger::abortive());
   socket_.close(ignored);
   if (buffers_) {
     for (auto& waiting : buffers_->completions)
       std::move(waiting.handler).complete(make_error_code(reason_));
     buffers_->completions.clear();
-    buffers_->pending.clear();
+  }
+  if (receive_ && receive_->waiting) {
+    auto receiver = std::move(*receive_->waiting);
+    receive_->waiting.reset();
+    std::move(receiver).complete(make_error_code(reason_), {});
   }
   if (context_->stats)
     context_->stats->record_close(reason_);

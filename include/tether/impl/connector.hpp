@@ -29,8 +29,8 @@ std::error_code bind_source_address(Socket& socket, const asio::ip::address& add
   return ec;
 }
 
-template <class Codec, liveness_policy Liveness>
-connector<Codec, Liveness>::connector(asio::io_context& io, connector_options options, Codec codec, Liveness liveness,
+template <class Codec, liveness_policy Liveness, class UserData>
+connector<Codec, Liveness, UserData>::connector(asio::io_context& io, connector_options options, Codec codec, Liveness liveness,
                                       connection_options connection)
     : io_(io), options_(std::move(options)),
       context_{.codec = std::move(codec),
@@ -39,8 +39,8 @@ connector<Codec, Liveness>::connector(asio::io_context& io, connector_options op
                .on_close = [this](connection_type& closed, close_reason why) { on_connection_closed(closed, why); },
                .stats = &stats_} {}
 
-template <class Codec, liveness_policy Liveness>
-connector<Codec, Liveness>::~connector() {
+template <class Codec, liveness_policy Liveness, class UserData>
+connector<Codec, Liveness, UserData>::~connector() {
   context_.on_close = nullptr;
   abandon_attempt();
   if (connection_)
@@ -49,8 +49,8 @@ connector<Codec, Liveness>::~connector() {
     closing->abort();
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code connector<Codec, Liveness>::validate() const noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connector<Codec, Liveness, UserData>::validate() const noexcept {
   if (auto ec = options_.validate())
     return ec;
   if (auto ec = context_.options.validate())
@@ -58,8 +58,8 @@ std::error_code connector<Codec, Liveness>::validate() const noexcept {
   return context_.liveness.validate();
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code connector<Codec, Liveness>::start() {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connector<Codec, Liveness, UserData>::start() {
   if (running_)
     return {};
   if (auto ec = validate())
@@ -73,8 +73,33 @@ std::error_code connector<Codec, Liveness>::start() {
   return {};
 }
 
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::stop() {
+template <class Codec, liveness_policy Liveness, class UserData>
+template <class CompletionToken>
+auto connector<Codec, Liveness, UserData>::async_connect(CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(std::error_code, std::shared_ptr<connection_type>)>(
+      [this](auto handler) {
+        const auto executor = io_.get_executor();
+        if (auto open = current()) {
+          connect_completion::post(std::move(handler), executor, std::error_code{}, std::move(open));
+          return;
+        }
+        connect_waiters_.emplace_back(std::move(handler), executor);
+        if (auto ec = start())
+          complete_connect_waiters(ec);
+      },
+      token);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::complete_connect_waiters(std::error_code ec) {
+  auto waiters = std::exchange(connect_waiters_, {});
+  for (auto& waiter : waiters)
+    std::move(waiter).complete(ec, ec ? nullptr : connection_);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::stop() {
+  complete_connect_waiters(asio::error::operation_aborted);
   running_ = false;
   abandon_attempt();
   if (connection_) {
@@ -85,17 +110,17 @@ void connector<Codec, Liveness>::stop() {
 
 // Runs the handler only while `attempt` is still the connector's current one; the connector owns it alone, so
 // a live attempt also means a live connector.
-template <class Codec, liveness_policy Liveness>
+template <class Codec, liveness_policy Liveness, class UserData>
 template <class Handler>
-auto connector<Codec, Liveness>::for_attempt(const attempt_ptr& attempt, Handler handler) {
+auto connector<Codec, Liveness, UserData>::for_attempt(const attempt_ptr& attempt, Handler handler) {
   return [this, weak = std::weak_ptr<pending_attempt>(attempt), handler = std::move(handler)](auto&&... args) mutable {
     if (const auto alive = weak.lock(); alive && alive == attempt_)
       handler(*alive, std::forward<decltype(args)>(args)...);
   };
 }
 
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::schedule_attempt(std::chrono::milliseconds delay) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::schedule_attempt(std::chrono::milliseconds delay) {
   attempt_ = std::make_shared<pending_attempt>(io_);
   attempt_->timer.expires_after(delay);
   attempt_->timer.async_wait(for_attempt(attempt_, [this](pending_attempt& attempt, const std::error_code& ec) {
@@ -104,8 +129,8 @@ void connector<Codec, Liveness>::schedule_attempt(std::chrono::milliseconds dela
   }));
 }
 
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::begin_attempt(pending_attempt& attempt) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::begin_attempt(pending_attempt& attempt) {
   ++attempts_;
   attempt.timer.expires_after(options_.connect_timeout);
   attempt.timer.async_wait(for_attempt(attempt_, [this](pending_attempt&, const std::error_code& ec) {
@@ -130,8 +155,8 @@ void connector<Codec, Liveness>::begin_attempt(pending_attempt& attempt) {
 
 // Tries the resolved endpoints in order under the attempt's one deadline. asio::async_connect would reopen the
 // socket for each endpoint and lose the source-address binding, so the loop is ours.
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::connect_next_endpoint(pending_attempt& attempt) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::connect_next_endpoint(pending_attempt& attempt) {
   while (attempt.next_endpoint != attempt.endpoints.end()) {
     const asio::ip::tcp::endpoint destination = attempt.next_endpoint->endpoint();
     ++attempt.next_endpoint;
@@ -153,8 +178,8 @@ void connector<Codec, Liveness>::connect_next_endpoint(pending_attempt& attempt)
   fail_attempt(attempt.last_error);
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code connector<Codec, Liveness>::prepare_socket(socket_type& socket, const asio::ip::tcp::endpoint& destination) {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connector<Codec, Liveness, UserData>::prepare_socket(socket_type& socket, const asio::ip::tcp::endpoint& destination) {
   std::error_code ec;
   socket.close(ec);
   if (options_.bind_address && options_.bind_address->is_v4() != destination.address().is_v4())
@@ -165,8 +190,8 @@ std::error_code connector<Codec, Liveness>::prepare_socket(socket_type& socket, 
   return ec;
 }
 
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::connected(pending_attempt& attempt) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::connected(pending_attempt& attempt) {
   const attempt_ptr finished = std::exchange(attempt_, nullptr);
   attempt.timer.cancel();
   attempts_ = 0;
@@ -176,11 +201,13 @@ void connector<Codec, Liveness>::connected(pending_attempt& attempt) {
   connection->start();
   if (connection->is_open() && on_connect_)
     on_connect_(*connection);
+  if (connection->is_open())
+    complete_connect_waiters({});
 }
 
 // The next attempt is scheduled before the handler runs, so the handler can still cancel it with stop().
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::fail_attempt(std::error_code ec) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::fail_attempt(std::error_code ec) {
   abandon_attempt();
   auto next_retry = std::chrono::milliseconds{0};
   if (options_.reconnect) {
@@ -188,13 +215,14 @@ void connector<Codec, Liveness>::fail_attempt(std::error_code ec) {
     schedule_attempt(next_retry);
   } else {
     running_ = false;
+    complete_connect_waiters(ec);
   }
   if (on_connect_error_)
     on_connect_error_(ec, next_retry);
 }
 
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::abandon_attempt() {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::abandon_attempt() {
   if (auto attempt = std::exchange(attempt_, nullptr)) {
     std::error_code ignored;
     attempt->timer.cancel();
@@ -203,8 +231,8 @@ void connector<Codec, Liveness>::abandon_attempt() {
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-void connector<Codec, Liveness>::on_connection_closed(connection_type& closed, close_reason reason) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::on_connection_closed(connection_type& closed, close_reason reason) {
   const bool was_current = connection_.get() == &closed;
   std::shared_ptr<connection_type> released;
   if (was_current) {
@@ -224,12 +252,15 @@ void connector<Codec, Liveness>::on_connection_closed(connection_type& closed, c
     else
       running_ = false;
   }
+  // Without another attempt coming, whoever still waits for a connection gets how the last one ended.
+  if (!running_)
+    complete_connect_waiters(make_error_code(reason));
   if (on_close_)
     on_close_(closed, reason);
 }
 
-template <class Codec, liveness_policy Liveness>
-std::chrono::milliseconds connector<Codec, Liveness>::reconnect_delay(const connection_type& closed) {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::chrono::milliseconds connector<Codec, Liveness, UserData>::reconnect_delay(const connection_type& closed) {
   if (!closed.peer_going_away()) {
     reconnected_after_goaway_ = false;
     return schedule_->next_delay();

@@ -21,8 +21,8 @@ inline std::error_code listener_options::validate() const noexcept {
   return wheel.validate();
 }
 
-template <class Codec, liveness_policy Liveness>
-listener<Codec, Liveness>::listener(asio::io_context& io, listener_options options, Codec codec, Liveness liveness,
+template <class Codec, liveness_policy Liveness, class UserData>
+listener<Codec, Liveness, UserData>::listener(asio::io_context& io, listener_options options, Codec codec, Liveness liveness,
                                     connection_options connection)
     : io_(io), options_(std::move(options)),
       core_({.codec = std::move(codec), .liveness = std::move(liveness), .options = connection},
@@ -32,8 +32,8 @@ listener<Codec, Liveness>::listener(asio::io_context& io, listener_options optio
              .accept_retry_max = options_.accept_retry_max},
             options_.max_connections, options_.max_per_address) {}
 
-template <class Codec, liveness_policy Liveness>
-listener<Codec, Liveness>::~listener() {
+template <class Codec, liveness_policy Liveness, class UserData>
+listener<Codec, Liveness, UserData>::~listener() {
   stopping_.store(true);
   for (std::size_t i = 1; i < core_.shards.size(); ++i) {
     asio::post(core_.shards[i]->context(), [weak = std::weak_ptr<shard_type>(core_.shards[i])] {
@@ -47,33 +47,34 @@ listener<Codec, Liveness>::~listener() {
     core_.shards.front()->abort_all();
 }
 
-template <class Codec, liveness_policy Liveness>
-void listener<Codec, Liveness>::on_message(std::function<void(connection_type&, std::string_view)> handler) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::on_message(std::function<void(connection_type&, std::string_view)> handler) {
   core_.context.on_message = std::move(handler);
 }
 
-template <class Codec, liveness_policy Liveness>
-void listener<Codec, Liveness>::on_close(std::function<void(connection_type&, close_reason)> handler) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::on_close(std::function<void(connection_type&, close_reason)> handler) {
   core_.context.on_close = std::move(handler);
 }
 
-template <class Codec, liveness_policy Liveness>
-void listener<Codec, Liveness>::on_accept(std::function<void(connection_type&)> handler) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::on_accept(std::function<void(connection_type&)> handler) {
   core_.on_accept = std::move(handler);
 }
 
-template <class Codec, liveness_policy Liveness>
-void listener<Codec, Liveness>::on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler) {
   core_.context.on_heartbeat = std::move(handler);
 }
 
-template <class Codec, liveness_policy Liveness>
-void listener<Codec, Liveness>::on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason)> handler) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::on_reject(
+    std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view)> handler) {
   core_.on_reject = std::move(handler);
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code listener<Codec, Liveness>::validate() const noexcept {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::validate() const noexcept {
   if (auto ec = options_.validate())
     return ec;
   if (auto ec = core_.context.options.validate())
@@ -81,8 +82,8 @@ std::error_code listener<Codec, Liveness>::validate() const noexcept {
   return core_.context.liveness.validate();
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code listener<Codec, Liveness>::start() {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::start() {
   if (started_)
     return asio::error::already_started;
   if (stopping_.load())
@@ -122,13 +123,13 @@ std::error_code listener<Codec, Liveness>::start() {
   return {};
 }
 
-template <class Codec, liveness_policy Liveness>
-native_socket listener<Codec, Liveness>::native_handle() {
+template <class Codec, liveness_policy Liveness, class UserData>
+native_socket listener<Codec, Liveness, UserData>::native_handle() {
   return core_.shards.empty() ? detail::invalid_socket : core_.shards.front()->acceptor().native_handle();
 }
 
-template <class Codec, liveness_policy Liveness>
-void listener<Codec, Liveness>::stop(std::chrono::milliseconds deadline) {
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::stop(std::chrono::milliseconds deadline) {
   if (stopping_.exchange(true))
     return;
   const auto until = std::chrono::steady_clock::now() + deadline;
@@ -140,8 +141,27 @@ void listener<Codec, Liveness>::stop(std::chrono::milliseconds deadline) {
   }
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code listener<Codec, Liveness>::open_first_acceptor(acceptor_type& acceptor, bool& every_shard_accepts) const {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::vector<asio::io_context::executor_type> listener<Codec, Liveness, UserData>::executors() const {
+  std::vector<asio::io_context::executor_type> result;
+  for (const auto& shard : core_.shards)
+    result.push_back(shard->context().get_executor());
+  return result;
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::for_each_connection(std::function<void(connection_type&)> visit) {
+  const auto shared = std::make_shared<const std::function<void(connection_type&)>>(std::move(visit));
+  for (const auto& shard : core_.shards) {
+    asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), shared] {
+      if (auto alive = weak.lock())
+        alive->visit_each(*shared);
+    });
+  }
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::open_first_acceptor(acceptor_type& acceptor, bool& every_shard_accepts) const {
   const asio::ip::tcp::endpoint requested{options_.address, options_.port};
   if (auto ec = open(acceptor, requested))
     return ec;
@@ -154,8 +174,8 @@ std::error_code listener<Codec, Liveness>::open_first_acceptor(acceptor_type& ac
   return bind_and_listen(acceptor, requested);
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code listener<Codec, Liveness>::open_sibling_acceptor(acceptor_type& acceptor,
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::open_sibling_acceptor(acceptor_type& acceptor,
                                                                 const asio::ip::tcp::endpoint& bound) const {
   if (auto ec = open(acceptor, bound))
     return ec;
@@ -164,8 +184,8 @@ std::error_code listener<Codec, Liveness>::open_sibling_acceptor(acceptor_type& 
   return bind_and_listen(acceptor, bound);
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code listener<Codec, Liveness>::open(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const {
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::open(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const {
   std::error_code ec;
   acceptor.open(at.protocol(), ec);
   if (!ec && options_.reuse_address)
@@ -173,8 +193,8 @@ std::error_code listener<Codec, Liveness>::open(acceptor_type& acceptor, const a
   return ec;
 }
 
-template <class Codec, liveness_policy Liveness>
-std::error_code listener<Codec, Liveness>::bind_and_listen(acceptor_type& acceptor,
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::bind_and_listen(acceptor_type& acceptor,
                                                           const asio::ip::tcp::endpoint& at) const {
   std::error_code ec;
   acceptor.bind(at, ec);

@@ -51,14 +51,24 @@ struct heartbeat {
     bool awaiting_answer() const noexcept { return awaiting_answer_; }
     std::uint32_t pings_sent() const noexcept { return sequence_; }
 
+    // This connection's own interval and timeout, in place of the strategy's (zero: the strategy's). Change them
+    // through connection::update_liveness<heartbeat>, which applies them at once.
+    void set_interval(std::chrono::milliseconds value) noexcept { interval_ms_ = clamp_ms(value); }
+    void set_timeout(std::chrono::milliseconds value) noexcept { timeout_ms_ = clamp_ms(value); }
+
   private:
     friend struct heartbeat;
+    static std::int32_t clamp_ms(std::chrono::milliseconds value) noexcept {
+      return static_cast<std::int32_t>(std::clamp<std::chrono::milliseconds::rep>(value.count(), 0, INT32_MAX));
+    }
     liveness_clock::time_point ping_sent_{};       // when the last ping was queued, or refused
     liveness_clock::time_point peer_ping_budget_{};  // the token bucket, as the time its tokens run out
     rtt_duration last_rtt_{0};
     rtt_duration min_rtt_{0};
     rtt_duration smoothed_rtt_{0};
     std::uint32_t sequence_ = 0;
+    std::int32_t interval_ms_ = 0;
+    std::int32_t timeout_ms_ = 0;
     bool awaiting_answer_ = false;
     bool ping_refused_ = false;
   };
@@ -76,16 +86,24 @@ struct heartbeat {
     return {};
   }
 
+  // The interval and timeout a connection runs with: its own where set, the strategy's otherwise.
+  std::chrono::milliseconds interval_of(const state& s) const noexcept {
+    return s.interval_ms_ > 0 ? std::chrono::milliseconds{s.interval_ms_} : interval;
+  }
+  std::chrono::milliseconds timeout_of(const state& s) const noexcept {
+    return s.timeout_ms_ > 0 ? std::chrono::milliseconds{s.timeout_ms_} : timeout;
+  }
+
   liveness_clock::time_point next_deadline(const state& s, const activity& seen) const noexcept {
     if ((s.awaiting_answer_ || s.ping_refused_) && seen.received < s.ping_sent_)
-      return s.ping_sent_ + timeout;
-    return seen.received + interval;
+      return s.ping_sent_ + timeout_of(s);
+    return seen.received + interval_of(s);
   }
 
   verdict on_deadline(state& s, const activity& seen, liveness_clock::time_point now) const noexcept {
     if (s.awaiting_answer_ || s.ping_refused_) {
       if (seen.received < s.ping_sent_) {
-        if (now < s.ping_sent_ + timeout)
+        if (now < s.ping_sent_ + timeout_of(s))
           return verdict::none();
         return verdict::close(close_reason::heartbeat_timeout,
                               s.ping_refused_ ? "nothing arrived within the heartbeat timeout and our ping could "
@@ -95,7 +113,7 @@ struct heartbeat {
       s.awaiting_answer_ = false;
       s.ping_refused_ = false;
     }
-    if (now < seen.received + interval)
+    if (now < seen.received + interval_of(s))
       return verdict::none();
     std::array<char, 10> text{};
     const auto end = std::to_chars(text.data(), text.data() + text.size(), s.sequence_ + 1).ptr;

@@ -1,0 +1,235 @@
+// The API a service is written against: receiving with completion tokens, backpressure in both directions.
+#include "catch.hpp"
+
+#include "loopback.hpp"
+#include "peers.hpp"
+
+#include <tether/codec/line_codec.hpp>
+#include <tether/connection.hpp>
+
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using tether::close_reason;
+using tether::test::raw_peer;
+using tether::test::run_for;
+using tether::test::run_until;
+using tether::test::scaled;
+
+namespace {
+
+using connection_type = tether::connection<tether::line_codec>;
+
+struct one_connection {
+  explicit one_connection(asio::io_context& context, tether::connection_options options = {})
+      : io(context), wheel(context, {.tick = 10ms}), acceptor(context, {tether::test::loopback, 0}) {
+    ctx.options = options;
+    ctx.on_close = [this](connection_type&, close_reason why) { closed = why; };
+  }
+
+  std::shared_ptr<connection_type> accept_from(raw_peer& peer) {
+    peer.connect(acceptor.local_endpoint());
+    peer.start_reading();
+    auto conn = connection_type::create(acceptor.accept(io), ctx, wheel);
+    conn->start();
+    return conn;
+  }
+
+  asio::io_context& io;
+  tether::timer_wheel wheel;
+  asio::ip::tcp::acceptor acceptor;
+  tether::connection_context<tether::line_codec> ctx;
+  std::optional<close_reason> closed;
+};
+
+} // namespace
+
+TEST_CASE("async_receive delivers one message per completion, in order, then the close reason") {
+  asio::io_context io;
+  one_connection server{io};
+  raw_peer client{io};
+  auto conn = server.accept_from(client);
+  client.write("one\ntwo\nthree\n");
+
+  SECTION("callbacks") {
+    std::vector<std::string> got;
+    std::error_code ended;
+    std::function<void()> next = [&] {
+      conn->async_receive([&](std::error_code ec, std::string message) {
+        if (ec) {
+          ended = ec;
+          return;
+        }
+        got.push_back(std::move(message));
+        next();
+      });
+    };
+    next();
+    REQUIRE(run_until(io, [&] { return got.size() == 3; }));
+    CHECK(got == std::vector<std::string>{"one", "two", "three"});
+    client.socket.shutdown(asio::socket_base::shutdown_send);
+    REQUIRE(run_until(io, [&] { return bool(ended); }));
+    CHECK(ended == close_reason::peer_closed);
+  }
+  SECTION("use_future") {
+    auto first = conn->async_receive(asio::use_future);
+    REQUIRE(run_until(io, [&] { return first.wait_for(0s) == std::future_status::ready; }));
+    CHECK(first.get() == "one");
+  }
+#if defined(ASIO_HAS_CO_AWAIT)
+  SECTION("use_awaitable: an echo written with co_await") {
+    std::vector<std::string> got;
+    std::error_code ended;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          for (;;) {
+            auto [ec, message] = co_await conn->async_receive(asio::experimental::as_tuple(asio::use_awaitable));
+            if (ec) {
+              ended = ec;
+              co_return;
+            }
+            got.push_back(message);
+            co_await conn->async_send(message, asio::use_awaitable);
+          }
+        },
+        asio::detached);
+    REQUIRE(run_until(io, [&] { return client.received == "one\ntwo\nthree\n"; }));
+    CHECK(got.size() == 3);
+    client.socket.shutdown(asio::socket_base::shutdown_send);
+    REQUIRE(run_until(io, [&] { return bool(ended); }));
+    CHECK(ended == close_reason::peer_closed);
+  }
+#endif
+}
+
+TEST_CASE("with nobody receiving, a connection holds one message and stops reading instead of buffering") {
+  asio::io_context io;
+  one_connection server{io};
+  raw_peer client{io};
+  auto conn = server.accept_from(client);
+  std::string flood;
+  for (int i = 0; i < 20'000; ++i)
+    flood += "line " + std::to_string(i) + " " + std::string(500, 'z') + "\n";  // about 10 MB
+  client.write(flood);
+  run_for(io, 300ms);
+  CHECK(conn->counters().messages_received == 1);
+  CHECK(conn->counters().bytes_received <= 64 * 1024);
+  CHECK(conn->is_open());
+
+  // Receiving takes the held message first, then reading resumes, one message per receive, in order.
+  std::vector<std::string> got;
+  std::function<void()> next = [&] {
+    conn->async_receive([&](std::error_code ec, std::string message) {
+      if (ec)
+        return;
+      got.push_back(message.substr(0, message.find(' ', 5)));
+      if (got.size() < 5)
+        next();
+    });
+  };
+  next();
+  REQUIRE(run_until(io, [&] { return got.size() == 5; }));
+  CHECK(got == std::vector<std::string>{"line 0", "line 1", "line 2", "line 3", "line 4"});
+  run_for(io, 100ms);
+  CHECK(conn->counters().messages_received == 6);  // five received, the sixth held again
+  CHECK(conn->counters().bytes_received <= 2 * 64 * 1024);
+}
+
+TEST_CASE("a pending async_receive takes the next message before on_message does") {
+  asio::io_context io;
+  one_connection server{io};
+  std::vector<std::string> by_handler;
+  server.ctx.on_message = [&](connection_type&, std::string_view line) { by_handler.emplace_back(line); };
+  raw_peer client{io};
+  auto conn = server.accept_from(client);
+  std::optional<std::string> received;
+  conn->async_receive([&](std::error_code, std::string message) { received = message; });
+  client.write("first\nsecond\nthird\n");
+  REQUIRE(run_until(io, [&] { return by_handler.size() == 2 && received.has_value(); }));
+  CHECK(received == "first");
+  CHECK(by_handler == std::vector<std::string>{"second", "third"});
+  std::optional<std::error_code> refused;
+  conn->async_receive([&](std::error_code ec, std::string) { refused = ec; });
+  conn->async_receive([&](std::error_code ec, std::string) { refused = ec; });
+  REQUIRE(run_until(io, [&] { return refused.has_value(); }));
+  CHECK(*refused == tether::error::receive_pending);
+}
+
+TEST_CASE("automatic read pause: 50 MB to a slow reader arrive whole, with the queue bounded and no close") {
+  asio::io_context io;
+  constexpr std::size_t pause_above = 1024 * 1024;
+  one_connection server{io, {.pause_reading_above = pause_above, .resume_reading_below = 256 * 1024}};
+  std::size_t max_queued = 0;
+  std::size_t drains = 0;
+  server.ctx.on_message = [&](connection_type& conn, std::string_view line) {
+    CHECK_FALSE(conn.send(line));
+    max_queued = std::max(max_queued, conn.queued_bytes());
+  };
+  server.ctx.on_drain = [&](connection_type&) { ++drains; };
+
+  asio::ip::tcp::socket client{io};
+  client.connect(server.acceptor.local_endpoint());
+  auto conn = connection_type::create(server.acceptor.accept(io), server.ctx, server.wheel);
+  conn->start();
+
+  std::string sent;
+  sent.reserve(51 * 1024 * 1024);
+  for (int i = 0; sent.size() < 50 * 1024 * 1024; ++i)
+    sent += std::to_string(i) + " " + std::string(1000, static_cast<char>('a' + i % 26)) + "\n";
+  asio::async_write(client, asio::buffer(sent), [](const std::error_code&, std::size_t) {});
+
+  // The slow reader: 32 KiB, then a millisecond's pause.
+  std::string received;
+  std::array<char, 32 * 1024> buffer{};
+  asio::steady_timer pace{io};
+  std::function<void()> read_slowly = [&] {
+    client.async_read_some(asio::buffer(buffer), [&](const std::error_code& ec, std::size_t n) {
+      if (ec)
+        return;
+      received.append(buffer.data(), n);
+      pace.expires_after(1ms);
+      pace.async_wait([&](const std::error_code&) { read_slowly(); });
+    });
+  };
+  read_slowly();
+  REQUIRE(run_until(io, [&] { return received.size() >= sent.size() || server.closed; }, scaled(120'000ms)));
+  CHECK_FALSE(server.closed.has_value());
+  CHECK(received.size() == sent.size());
+  CHECK(received == sent);
+  INFO("largest write queue " << max_queued << " bytes");
+  CHECK(max_queued <= pause_above + 64 * 1024);
+  CHECK(drains > 0);
+  conn->abort();
+}
+
+TEST_CASE("a connection paused for a peer that takes nothing is closed after write_stall_timeout") {
+  asio::io_context io;
+  one_connection server{io, {.pause_reading_above = 64 * 1024, .resume_reading_below = 16 * 1024,
+                             .write_stall_timeout = 300ms}};
+  server.ctx.on_message = [](connection_type& conn, std::string_view line) { conn.send(line); };
+  asio::ip::tcp::socket client{io};
+  client.open(asio::ip::tcp::v4());
+  tether::set_option(client, tether::sockopt::receive_buffer_size{16 * 1024});
+  client.connect(server.acceptor.local_endpoint());
+  auto conn = connection_type::create(server.acceptor.accept(io), server.ctx, server.wheel);
+  tether::set_option(conn->socket(), tether::sockopt::send_buffer_size{16 * 1024});
+  conn->start();
+  const std::string flood(8 * 1024 * 1024, 'q');
+  std::string lines;
+  for (std::size_t at = 0; at < flood.size(); at += 1000)
+    lines += flood.substr(at, 999) + "\n";
+  asio::async_write(client, asio::buffer(lines), [](const std::error_code&, std::size_t) {});  // and never reads
+  REQUIRE(run_until(io, [&] { return server.closed.has_value(); }, scaled(5000ms)));
+  CHECK(*server.closed == close_reason::backpressure);
+  CHECK(conn->close_detail() == "the peer took nothing for write_stall_timeout while reading was paused for the write queue");
+}
