@@ -8,6 +8,7 @@
 
 #include <tether/codec/length_prefixed_codec.hpp>
 #include <tether/codec/line_codec.hpp>
+#include <tether/codec/websocket_codec.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/liveness.hpp>
@@ -28,7 +29,7 @@
 
 namespace examples {
 
-enum class codec_choice { line, length };
+enum class codec_choice { line, length, websocket };
 
 struct connection_flags {
   codec_choice codec = codec_choice::line;
@@ -50,10 +51,10 @@ void check_on_this_platform(const Strategy& strategy, std::string_view flag, std
 }
 
 inline void add_connection_flags(flag_parser& flags, connection_flags& chosen) {
-  flags.value("--codec", "line|length", [&chosen](std::string_view v) {
-    if (v != "line" && v != "length")
+  flags.value("--codec", "line|length|websocket", [&chosen](std::string_view v) {
+    if (v != "line" && v != "length" && v != "websocket")
       return false;
-    chosen.codec = v == "line" ? codec_choice::line : codec_choice::length;
+    chosen.codec = v == "line" ? codec_choice::line : v == "length" ? codec_choice::length : codec_choice::websocket;
     return true;
   });
   flags.value("--keepalive", "IDLE,INTERVAL,COUNT (e.g. 60s,10s,3)", [&chosen](std::string_view v) {
@@ -76,11 +77,13 @@ inline void add_connection_flags(flag_parser& flags, connection_flags& chosen) {
   });
 }
 
-// Calls run(codec) with the codec the flags chose.
+// Calls run(codec) with the codec the flags chose; `websocket` is the WebSocket codec to use, in its role.
 template <class Run>
-auto with_codec(codec_choice choice, Run&& run) {
+auto with_codec(codec_choice choice, Run&& run, const tether::websocket_codec& websocket = {}) {
   if (choice == codec_choice::length)
     return run(tether::length_prefixed_codec{});
+  if (choice == codec_choice::websocket)
+    return run(websocket);
   return run(tether::line_codec{});
 }
 
@@ -115,5 +118,6 @@ std::string strategy_names(const tether::liveness<Strategies...>&) {
 
 constexpr std::string_view codec_name(const tether::line_codec&) noexcept { return "line"; }
 constexpr std::string_view codec_name(const tether::length_prefixed_codec&) noexcept { return "length"; }
+constexpr std::string_view codec_name(const tether::websocket_codec&) noexcept { return "websocket"; }
 
 } // namespace examples

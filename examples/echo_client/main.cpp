@@ -37,7 +37,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::string_view usage = R"(usage: echo_client --connect ADDR:PORT [--codec line|length] [--bind ADDR]
+constexpr std::string_view usage = R"(usage: echo_client --connect ADDR:PORT [--codec line|length|websocket] [--bind ADDR]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
                    [--connections N] [--messages N] [--pause DUR] [--message TEXT] [--reconnect] [--json]
                    [--timeout DUR]
@@ -47,7 +47,8 @@ checks it byte for byte and pauses before the next, so the connection idles whil
 DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strategy runs only when its flag is given.
 
   --connect ADDR:PORT              the server: 127.0.0.1:7000, [::1]:7000
-  --codec line|length              framing: one message per line (default) or a 4-byte length prefix
+  --codec line|length|websocket    framing: one message per line (default), a 4-byte length prefix, or WebSocket
+                                   (path /, Host from --connect; the server's pings are answered in any case)
   --bind ADDR                      source address of every connection (the kernel still picks the port)
   --keepalive IDLE,INTERVAL,COUNT  kernel keepalive: after IDLE without traffic, COUNT probes INTERVAL apart
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
@@ -66,7 +67,8 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
 
 Prints one line per event: connected (with the effective socket options read back from the kernel), echo
 (rtt_us from send to echo), heartbeat (rtt_us), goaway, connect_failed, closed (reason, detail, after_ms since
-the last byte received), failed (why a connection could not finish) and finished.
+the last byte received; close_code, the WebSocket status code the server sent), failed (why a connection could
+not finish) and finished.
 
 Exit status 0 when every message came back intact on every connection, 1 otherwise (the reason is printed on
 stderr too), 2 for a bad command line.
@@ -154,7 +156,8 @@ std::optional<client_options> parse_command_line(int argc, char** argv) {
   });
   if (!fits)
     throw examples::usage_error{"bad value for --message: expected --message TEXT that the codec can carry (--codec "
-                                "line: one line of at most 64 KiB, --codec length: at most 1 MiB)"};
+                                "line: one line of at most 64 KiB, --codec length: at most 1 MiB, --codec "
+                                "websocket: UTF-8 text of at most 1 MiB)"};
   return options;
 }
 
@@ -419,7 +422,12 @@ int main(int argc, char** argv) {
   }
   const auto candidates = std::tuple{options->connection.keepalive, options->connection.user_timeout,
                                      options->connection.heartbeat};
-  return examples::with_codec(options->connection.codec, [&](const auto& codec) {
-    return examples::with_liveness(candidates, [&](const auto& liveness) { return run(*options, codec, liveness); });
-  });
+  return examples::with_codec(
+      options->connection.codec,
+      [&](const auto& codec) {
+        return examples::with_liveness(candidates, [&](const auto& liveness) { return run(*options, codec, liveness); });
+      },
+      tether::websocket_codec{.side = tether::websocket_codec::role::client,
+                              .path = "/",
+                              .host = examples::endpoint_text(options->server)});
 }

@@ -31,7 +31,7 @@
 
 namespace {
 
-constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--codec line|length]
+constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--codec line|length|websocket]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
                    [--idle-timeout DUR] [--max-connections N] [--max-per-address N] [--json]
 
@@ -41,7 +41,9 @@ Sends every message back on the connection it came from. DUR is a whole number w
   --listen ADDR:PORT               where to listen: 127.0.0.1:7000, [::1]:7000; port 0 picks a free one
   --threads N                      N shards, each on its own thread with its own acceptor on the port
                                    (SO_REUSEPORT when N > 1); default 1
-  --codec line|length              framing: one message per line (default) or a 4-byte length prefix
+  --codec line|length|websocket    framing: one message per line (default), a 4-byte length prefix, or WebSocket
+                                   (RFC 6455, any path; text echoed as text, binary as binary; browsers and
+                                   WebSocket libraries answer --heartbeat's pings by themselves)
   --keepalive IDLE,INTERVAL,COUNT  kernel keepalive: after IDLE without traffic, COUNT probes INTERVAL apart
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
   --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
@@ -55,7 +57,8 @@ Sends every message back on the connection it came from. DUR is a whole number w
 
 Prints the listening socket's options as the kernel holds them, then one line per event: listening, accepted
 (with the connection's options), heartbeat (rtt_us), rejected (reason), closed (reason, detail, after_ms since
-the last byte received), stopping, and stopped (counts per close reason).
+the last byte received; close_code, the WebSocket status code the peer sent), stopping, and stopped (counts per
+close reason).
 
 Runs until SIGINT or SIGTERM, then stops accepting, sends goaway to every peer, resets connections still open
 5s later, prints the summary and exits 0. Exit status 1 when it cannot listen, 2 for a bad command line.
@@ -155,7 +158,7 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   });
   server.on_message([&](connection_type& conn, std::string_view message) {
     // A refused send closes the connection (backpressure) or finds it closing; on_close reports either.
-    if (!conn.send(message))
+    if (!(conn.received_binary() ? conn.send_binary(message) : conn.send(message)))
       echoed.fetch_add(1, std::memory_order_relaxed);
   });
   server.on_heartbeat([&](connection_type& conn, std::chrono::microseconds rtt) {
@@ -226,7 +229,10 @@ int main(int argc, char** argv) {
   }
   const auto candidates = std::tuple{options->connection.keepalive, options->connection.user_timeout,
                                      options->connection.heartbeat, options->idle_reaper};
-  return examples::with_codec(options->connection.codec, [&](const auto& codec) {
-    return examples::with_liveness(candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); });
-  });
+  return examples::with_codec(
+      options->connection.codec,
+      [&](const auto& codec) {
+        return examples::with_liveness(candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); });
+      },
+      tether::websocket_codec{.path = ""});
 }

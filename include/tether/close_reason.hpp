@@ -26,6 +26,8 @@ enum class close_reason : std::uint8_t {
   limit_exceeded,     // over a listener's connection limit
   local_close,        // this side asked to close
   shutdown,           // the listener or connector is stopping
+  handshake_failed,   // the codec's handshake (WebSocket upgrade) was refused or did not finish in time
+  peer_silent,        // the peer stayed silent past the interval it declared (peer-paced liveness)
   io_error,           // any other socket error (see the connection's close_error())
 };
 
@@ -36,7 +38,7 @@ namespace detail {
 inline constexpr std::array<std::string_view, close_reason_count> close_reason_names{
     "peer_closed",  "peer_reset",     "keepalive_timeout", "user_timeout", "heartbeat_timeout",
     "idle_timeout", "protocol_error", "ping_flood",        "backpressure", "limit_exceeded",
-    "local_close",  "shutdown",       "io_error"};
+    "local_close",  "shutdown",       "handshake_failed",  "peer_silent",  "io_error"};
 static_assert(close_reason_names.back() == "io_error", "a close_reason without a name");
 } // namespace detail
 

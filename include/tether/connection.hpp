@@ -174,6 +174,10 @@ public:
   // cannot carry the payload, and write_queue_full over the high-water mark (which also closes the connection
   // with backpressure unless the options say refuse). The payload is encoded before send() returns.
   std::error_code send(std::string_view payload);
+  // The same as a binary message where the codec tells binary from text (WebSocket); as data elsewhere.
+  std::error_code send_binary(std::string_view payload);
+  // Whether the message on_message or async_receive is delivering arrived as binary (WebSocket).
+  bool received_binary() const noexcept { return received_binary_; }
 
   // Queues one data frame like send(), at once, before returning, whatever the token: the payload is never read
   // after async_send returns, so a temporary is safe even with lazy tokens (asio::deferred, an awaitable stored
@@ -200,9 +204,14 @@ public:
   void resume_reading();
   bool reading_paused() const noexcept { return (paused_ & paused_by_user) != 0; }
   // Queues a goaway and keeps serving: the peer should finish what it has in flight and close. The listener's
-  // stop() sends it; on_close then reports shutdown when the peer closes.
+  // stop() sends it; on_close then reports shutdown when the peer closes. Where a goaway is the last frame of
+  // the stream (WebSocket's close), this is a graceful close whose closing frame says "going away" (1001).
   std::error_code send_goaway(std::string_view payload = {})
     requires Codec::carries_control_frames;
+
+  // The codec's per-connection state, for what a codec tells about its stream (the WebSocket close code the
+  // peer sent, the subprotocol agreed).
+  const typename Codec::decoder_state& codec_state() const noexcept { return decoder_state_; }
 
   // Graceful close: flush what is queued, send FIN, discard what still arrives until the peer's FIN (up to
   // options.graceful_close_timeout), then close. on_close reports `why`.
@@ -316,6 +325,10 @@ private:
   void consume(std::string_view chunk);
   void dispatch(const decoded& frame);
   void on_control_frame(const control_frame& frame);
+  void complete_handshake(std::string_view reply);
+  void reject_handshake(std::string_view reply, const char* problem);
+  void begin_handshake();
+  std::error_code send_message(frame_kind kind, std::string_view payload);
   std::error_code carry_out(const verdict& v, bool judges_the_peer);
 
   static void on_liveness_deadline(wheel_node& node) noexcept;
@@ -357,6 +370,8 @@ private:
   bool peer_finished_ = false;
   bool reading_ = false;  // inside on_readable: sends reuse the read's activity stamp
   bool read_armed_ = false;  // a wait for readability is pending
+  bool handshake_done_ = !handshaking_codec<Codec>;  // frames are written only once the codec's handshake is
+  bool received_binary_ = false;
   bool refused_send_ = false;  // a send was refused for the high-water mark since the queue last drained
   std::uint8_t paused_ = 0;
   std::uint32_t registry_slot_ = 0;  // where a listener's shard files it

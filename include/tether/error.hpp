@@ -46,6 +46,8 @@ enum class error {
   idle_reaper_bound_negative,
   resume_reading_above_pause,
   write_stall_timeout_not_positive,
+  peer_paced_interval_negative,
+  peer_paced_multiplier_below_one,
 };
 
 namespace detail {
@@ -85,6 +87,10 @@ public:
       return "the codec cannot carry this payload (too large, or a newline in a line_codec payload)";
     case error::write_queue_full:
       return "the connection's write queue is above its high-water mark";
+    case error::peer_paced_interval_negative:
+      return "peer_paced.interval must be at least 0ms (0 waits for the peer to declare one)";
+    case error::peer_paced_multiplier_below_one:
+      return "peer_paced.multiplier must be at least 1.0";
     case error::receive_pending:
       return "another async_receive is already waiting on this connection";
     case error::resume_reading_above_pause:

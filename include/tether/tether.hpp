@@ -8,6 +8,7 @@
 #include <tether/codec/length_prefixed_codec.hpp>
 #include <tether/codec/line_codec.hpp>
 #include <tether/codec/raw_codec.hpp>
+#include <tether/codec/websocket_codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/connector.hpp>
 #include <tether/error.hpp>
@@ -15,6 +16,7 @@
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/liveness.hpp>
+#include <tether/liveness/peer_paced.hpp>
 #include <tether/liveness/strategy.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
 #include <tether/liveness/user_timeout.hpp>

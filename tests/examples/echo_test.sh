@@ -239,6 +239,20 @@ EOF
   [ "$(count "$work/server.out" closed reason peer_closed)" -eq 1 ] || fail "heartbeats should keep the connection up"
   ;;
 
+websocket)
+  start_server --codec websocket --heartbeat 200ms,1s
+  run_client client --codec websocket --heartbeat 200ms,1s --connections 2 --messages 3 --pause 400ms \
+    --message "über WebSocket"
+  [ "$client_status" -eq 0 ] || fail "the client exited $client_status, expected 0"
+  [ "$(count "$work/client.out" echo)" -eq 6 ] || fail "expected 6 echoes"
+  stop_server
+  # Whichever side's interval runs out first pings; the other's bytes keep its own heartbeat quiet.
+  beats=$(($(count "$work/client.out" heartbeat) + $(count "$work/server.out" heartbeat)))
+  [ "$beats" -ge 2 ] || fail "expected pings to be answered over WebSocket, got $beats"
+  [ "$(count "$work/server.out" closed reason peer_closed)" -eq 2 ] || fail "expected 2 peer_closed closes"
+  [ "$(count "$work/server.out" closed close_code 1000)" -eq 2 ] || fail "the clients' close frames should say 1000"
+  ;;
+
 *)
   fail "unknown scenario"
   ;;

@@ -6,6 +6,8 @@
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
+#include <tether/liveness/heartbeat.hpp>
+#include <tether/liveness/peer_paced.hpp>
 
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -232,4 +235,61 @@ TEST_CASE("a connection paused for a peer that takes nothing is closed after wri
   REQUIRE(run_until(io, [&] { return server.closed.has_value(); }, scaled(5000ms)));
   CHECK(*server.closed == close_reason::backpressure);
   CHECK(conn->close_detail() == "the peer took nothing for write_stall_timeout while reading was paused for the write queue");
+}
+
+TEST_CASE("a connection's own liveness numbers: a peer-declared keep-alive and a heartbeat interval set after accept") {
+  asio::io_context io;
+  using policy = tether::liveness<tether::peer_paced, tether::heartbeat>;
+  using paced_connection = tether::connection<tether::line_codec, policy>;
+  tether::timer_wheel wheel{io, {.tick = 10ms}};
+  asio::ip::tcp::acceptor acceptor{io, {tether::test::loopback, 0}};
+  tether::connection_context<tether::line_codec, policy> ctx{
+      .liveness = policy{tether::peer_paced{.interval = 0ms, .multiplier = 1.5},
+                         tether::heartbeat{.interval = 1h, .timeout = 1h}}};
+  // "keepalive <ms>" declares the peer's pace, as an MQTT CONNECT does.
+  ctx.on_message = [](paced_connection& conn, std::string_view line) {
+    if (line.starts_with("keepalive ")) {
+      const auto ms = std::stoi(std::string{line.substr(10)});
+      conn.update_liveness<tether::peer_paced>([ms](tether::peer_paced::state& s) { s.declare(std::chrono::milliseconds{ms}); });
+    }
+  };
+  std::map<const paced_connection*, std::pair<close_reason, std::chrono::steady_clock::time_point>> closes;
+  ctx.on_close = [&](paced_connection& conn, close_reason why) { closes[&conn] = {why, std::chrono::steady_clock::now()}; };
+
+  raw_peer steady{io};
+  raw_peer gone{io};
+  std::vector<std::shared_ptr<paced_connection>> served;
+  for (raw_peer* peer : {&steady, &gone}) {
+    peer->connect(acceptor.local_endpoint());
+    peer->start_reading();
+    served.push_back(paced_connection::create(acceptor.accept(io), ctx, wheel));
+    served.back()->start();
+    peer->write("keepalive 200\n");
+  }
+  // One heartbeat interval of its own, set on one connection after it started.
+  served[0]->update_liveness<tether::heartbeat>([](tether::heartbeat::state& s) { s.set_interval(100ms); });
+
+  const auto declared_at = std::chrono::steady_clock::now();
+  asio::steady_timer pacer{io};
+  std::function<void()> keep_talking = [&] {
+    steady.write("still here\n");
+    pacer.expires_after(150ms);
+    pacer.async_wait([&](const std::error_code& ec) {
+      if (!ec)
+        keep_talking();
+    });
+  };
+  keep_talking();
+  run_for(io, 1000ms);
+  pacer.cancel();
+  CHECK(served[0]->is_open());
+  // Its own 100 ms interval is shorter than the peer's 150 ms cadence: it pinged; the other, at the policy's hour,
+  // never did.
+  CHECK(served[0]->liveness_state<tether::heartbeat>().pings_sent() >= 3);
+  CHECK(served[1]->liveness_state<tether::heartbeat>().pings_sent() == 0);
+  REQUIRE(closes.contains(served[1].get()));
+  CHECK(closes[served[1].get()].first == close_reason::peer_silent);
+  const auto silent_for = closes[served[1].get()].second - declared_at;
+  CHECK(silent_for >= 300ms);
+  CHECK(tether::test::within_budget("peer_paced closes a silent peer", silent_for, 300ms + 10ms + scaled(150ms)));
 }

@@ -116,6 +116,8 @@ std::string_view kind_name(frame_kind kind) {
     return "pong";
   case frame_kind::goaway:
     return "goaway";
+  case frame_kind::binary:
+    return "binary";
   }
   return "invalid";
 }

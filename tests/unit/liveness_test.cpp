@@ -6,6 +6,7 @@
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/liveness.hpp>
+#include <tether/liveness/peer_paced.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
 #include <tether/liveness/user_timeout.hpp>
 
@@ -240,4 +241,22 @@ TEST_CASE("unused strategies cost nothing: sizes and compile-time properties") {
   INFO("sizeof(connection) bare: " << sizeof(conn<>)
                                    << ", all four strategies: " << sizeof(conn<tcp_keepalive, user_timeout, heartbeat, idle_reaper>));
   CHECK(sizeof(conn<tcp_keepalive, user_timeout, heartbeat, idle_reaper>) <= 320);
+}
+
+TEST_CASE("peer_paced enforces the interval the peer declared, times the multiplier") {
+  const tether::peer_paced paced{.interval = 10s, .multiplier = 1.5};
+  tether::peer_paced::state s;
+  tether::activity seen{t0, t0, t0};
+  CHECK(paced.next_deadline(s, seen) == t0 + 15s);  // the strategy's interval until the peer declares one
+  s.declare(4s);
+  CHECK(paced.next_deadline(s, seen) == t0 + 6s);
+  CHECK(paced.on_deadline(s, seen, t0 + 5999ms).what() == action::none);
+  const verdict v = paced.on_deadline(s, seen, t0 + 6s);
+  CHECK(v.what() == action::close);
+  CHECK(v.reason() == tether::close_reason::peer_silent);
+  s.declare(0s);  // MQTT's keep-alive of zero: no bound
+  CHECK(paced.next_deadline(s, seen) == time_point::max());
+  CHECK(tether::peer_paced{.multiplier = 0.5}.validate() == tether::error::peer_paced_multiplier_below_one);
+  const tether::peer_paced waits_for_declaration{.interval = 0s};
+  CHECK(waits_for_declaration.next_deadline(tether::peer_paced::state{}, seen) == time_point::max());
 }

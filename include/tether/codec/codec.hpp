@@ -12,6 +12,20 @@
 // | encode                 | bool encode(frame_kind, std::string_view payload, std::string& out) const | for every frame sent            | append one frame, or return false leaving out unchanged |
 // | max_frame_size         | std::size_t max_frame_size() const noexcept                      | when the connection sizes its buffers   | return the longest payload decode() returns |
 //
+// Codecs with a handshake (WebSocket's HTTP Upgrade) and a closing frame add:
+//
+// | member                 | declaration                                                      | called                                  | may / must                                |
+// |------------------------|------------------------------------------------------------------|-----------------------------------------|-------------------------------------------|
+// | handshakes             | static constexpr bool (true)                                     | at compile time                         | make the connection wait for the handshake before it writes a frame |
+// | handshake_timeout      | std::chrono::milliseconds, a data member                         | when the connection starts              | bound the handshake: past it, the connection closes with handshake_failed |
+// | begin_handshake        | void begin_handshake(decoder_state&, std::string& out) const     | when the connection starts              | append what this side sends first (a client's request), or nothing |
+// | encode_close           | bool encode_close(close_reason, const decoder_state&, std::string& out) const | when the connection closes for a reason the peer should hear | append the protocol's closing frame (WebSocket close with its status code) |
+// | goaway_ends_stream     | static constexpr bool                                            | at compile time                         | say that a goaway is the peer's last frame (WebSocket close), which the connection answers by closing |
+//
+// While handshaking, decode() returns handshake (done: its payload is written as it is, before any frame, and
+// `consumed` bytes were the handshake), rejected (its payload is written as it is, then the connection closes
+// with handshake_failed and the problem as its detail), need_more, or malformed. It bounds what it buffers.
+//
 // decode() sees the buffered bytes from the start of a frame and decodes at most one frame from their front.
 // The connection erases `consumed` bytes after a frame and calls again until need_more. decoder_state stays
 // valid while the connection only appends to the buffer, and the codec resets it whenever it returns a frame.
@@ -23,9 +37,11 @@
 // The exemplar, compiled by the tests and quoted in docs/api.md, is docs/examples/custom_codec.cpp.
 #pragma once
 
+#include <tether/close_reason.hpp>
 #include <tether/detail/config.hpp>
 #include <tether/codec/frame.hpp>
 
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <string>
@@ -48,6 +64,21 @@ concept codec = std::default_initializable<typename C::decoder_state> &&
 // codec such as raw_codec does not compile.
 template <class C>
 concept control_frame_codec = codec<C> && C::carries_control_frames;
+
+// The optional parts of the table above.
+template <class C>
+concept handshaking_codec = codec<C> && requires(const C& c, typename C::decoder_state& state, std::string& out) {
+  requires C::handshakes;
+  { c.handshake_timeout } -> std::convertible_to<std::chrono::milliseconds>;
+  c.begin_handshake(state, out);
+};
+template <class C>
+concept closing_frame_codec =
+    codec<C> && requires(const C& c, close_reason reason, const typename C::decoder_state& state, std::string& out) {
+      { c.encode_close(reason, state, out) } -> std::same_as<bool>;
+    };
+template <class C>
+concept stream_ending_goaway_codec = codec<C> && requires { requires C::goaway_ends_stream; };
 
 namespace detail {
 

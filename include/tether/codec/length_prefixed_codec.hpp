@@ -65,6 +65,8 @@ inline decoded length_prefixed_codec::decode(std::string_view buffered, decoder_
 }
 
 inline bool length_prefixed_codec::encode(frame_kind kind, std::string_view payload, std::string& out) const {
+  if (kind == frame_kind::binary)
+    kind = frame_kind::data;
   if (static_cast<std::uint8_t>(kind) > detail::highest_frame_kind || payload.size() > max_payload_size ||
       payload.size() > std::numeric_limits<std::uint32_t>::max())
     return false;

@@ -64,6 +64,7 @@ constexpr std::string_view line_control_head(frame_kind kind) noexcept {
   case frame_kind::goaway:
     return "\x10goaway ";
   case frame_kind::data:
+  case frame_kind::binary:
     break;
   }
   return {};
@@ -112,6 +113,8 @@ inline decoded line_codec::decode(std::string_view buffered, decoder_state& stat
 
 inline bool line_codec::encode(frame_kind kind, std::string_view payload, std::string& out) const {
   std::string_view head;
+  if (kind == frame_kind::binary)
+    kind = frame_kind::data;
   if (kind != frame_kind::data) {
     head = detail::line_control_head(kind);
     if (head.empty())

@@ -38,7 +38,7 @@ inline decoded raw_codec::decode(std::string_view buffered, decoder_state&) cons
 }
 
 inline bool raw_codec::encode(frame_kind kind, std::string_view payload, std::string& out) const {
-  if (kind != frame_kind::data)
+  if (kind != frame_kind::data && kind != frame_kind::binary)
     return false;
   out.append(payload);
   return true;

@@ -141,7 +141,7 @@ public:
     stop_accepting();
     for (const auto& conn : live_connections()) {
       if constexpr (Codec::carries_control_frames) {
-        if (conn->send_goaway())
+        if (conn->send_goaway() && conn->is_open())
           conn->close(close_reason::shutdown);
       } else {
         conn->close(close_reason::shutdown);

@@ -31,7 +31,13 @@ namespace detail {
 constexpr bool closes_abortively(close_reason reason) noexcept {
   return reason != close_reason::peer_closed && reason != close_reason::idle_timeout &&
          reason != close_reason::local_close && reason != close_reason::shutdown &&
-         reason != close_reason::limit_exceeded;
+         reason != close_reason::limit_exceeded && reason != close_reason::handshake_failed;
+}
+
+// A peer that broke the protocol or flooded us is alive: where the codec has a closing frame it is told why
+// (WebSocket 1002, 1007, 1009, 1008) in a graceful close instead of a bare reset.
+constexpr bool peer_hears_why(close_reason reason) noexcept {
+  return reason == close_reason::protocol_error || reason == close_reason::ping_flood;
 }
 
 // Write counters wrap; a write is done when the done counter has reached it.
@@ -90,6 +96,7 @@ void connection<Codec, Liveness, UserData>::start() {
     finish(close_reason::io_error, "the platform refused a liveness socket option", refused, true);
     return;
   }
+  begin_handshake();
   if constexpr (Liveness::timed || Liveness::opens) {
     const auto now = liveness_clock::now();
     if constexpr (Liveness::timed)
@@ -103,7 +110,17 @@ void connection<Codec, Liveness, UserData>::start() {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 std::error_code connection<Codec, Liveness, UserData>::send(std::string_view payload) {
-  if (auto ec = enqueue(frame_kind::data, payload))
+  return send_message(frame_kind::data, payload);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connection<Codec, Liveness, UserData>::send_binary(std::string_view payload) {
+  return send_message(frame_kind::binary, payload);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connection<Codec, Liveness, UserData>::send_message(frame_kind kind, std::string_view payload) {
+  if (auto ec = enqueue(kind, payload))
     return ec;
   ++counters_.messages_sent;
   note_sent();
@@ -180,7 +197,8 @@ void connection<Codec, Liveness, UserData>::pause(std::uint8_t reason) {
   if (phase_ != phase::open || (paused_ & reason))
     return;
   paused_ |= reason;
-  if (reason == paused_by_queue)
+  // Before a handshake nothing can be written, and the handshake's own deadline bounds the wait.
+  if (reason == paused_by_queue && handshake_done_)
     watch_write_stall(counters_.bytes_sent);
 }
 
@@ -226,10 +244,19 @@ template <class Codec, liveness_policy Liveness, class UserData>
 std::error_code connection<Codec, Liveness, UserData>::send_goaway(std::string_view payload)
   requires Codec::carries_control_frames
 {
-  if (auto ec = enqueue(frame_kind::goaway, payload))
-    return ec;
-  going_away_ = true;
-  return {};
+  if constexpr (stream_ending_goaway_codec<Codec>) {
+    (void)payload;
+    if (phase_ != phase::open)
+      return error::connection_not_open;
+    going_away_ = true;
+    begin_graceful_close(close_reason::shutdown, "closed by this side with a goaway");
+    return {};
+  } else {
+    if (auto ec = enqueue(frame_kind::goaway, payload))
+      return ec;
+    going_away_ = true;
+    return {};
+  }
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -285,9 +312,56 @@ std::error_code connection<Codec, Liveness, UserData>::enqueue(frame_kind kind, 
   const auto pause_above = context_->options.pause_reading_above;
   if (pause_above != 0 && b.pending.size() + b.writing.size() > pause_above)
     pause(paused_by_queue);
-  if (!write_in_flight_)
+  if (!write_in_flight_ && handshake_done_)
     write_pending();
   return {};
+}
+
+// A codec with a handshake: what this side says first goes out at once (a client's request), frames wait for
+// the handshake to complete, and the whole exchange is bounded by the codec's handshake_timeout.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::begin_handshake() {
+  if constexpr (handshaking_codec<Codec>) {
+    std::string opening;
+    context_->codec.begin_handshake(decoder_state_, opening);
+    if (!opening.empty()) {
+      buffers().pending = std::move(opening);
+      write_pending();
+    }
+    timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), context_->codec.handshake_timeout);
+    timer_->async_wait([self = this->shared_from_this()](const std::error_code& ec) {
+      if (!ec && !self->handshake_done_ && self->phase_ == phase::open)
+        self->finish(close_reason::handshake_failed, "the handshake did not complete within handshake_timeout", {},
+                     true);
+    });
+  }
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::complete_handshake(std::string_view reply) {
+  handshake_done_ = true;
+  if (timer_)
+    timer_->cancel();
+  if (paused_ & paused_by_queue)
+    watch_write_stall(counters_.bytes_sent);
+  auto& b = buffers();
+  b.pending.insert(0, reply);
+  if (!write_in_flight_ && !b.pending.empty())
+    write_pending();
+}
+
+// The reply (an HTTP error status) goes out in place of anything queued, which the refused handshake made
+// unsendable, and the connection closes gracefully after it.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::reject_handshake(std::string_view reply, const char* problem) {
+  handshake_done_ = true;
+  if (timer_)
+    timer_->cancel();
+  auto& b = buffers();
+  b.pending.assign(reply);
+  if (!write_in_flight_ && !b.pending.empty())
+    write_pending();
+  begin_graceful_close(close_reason::handshake_failed, problem);
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -326,7 +400,7 @@ void connection<Codec, Liveness, UserData>::on_written(const std::error_code& ec
         return;
     }
   }
-  if (!b.pending.empty()) {
+  if (!b.pending.empty() && handshake_done_) {
     write_pending();
     return;
   }
@@ -415,8 +489,25 @@ void connection<Codec, Liveness, UserData>::consume(std::string_view chunk) {
     if (frame.status == decode_status::need_more)
       break;
     if (frame.status == decode_status::malformed) {
-      finish(close_reason::protocol_error, frame.problem.data(), {}, true);
-      return;
+      close_for(close_reason::protocol_error, frame.problem.data());
+      if (phase_ == phase::closed)
+        return;
+      break;
+    }
+    if (frame.status == decode_status::partial) {
+      offset += frame.consumed;
+      continue;
+    }
+    if (frame.status == decode_status::handshake) {
+      offset += frame.consumed;
+      complete_handshake(frame.payload);
+      continue;
+    }
+    if (frame.status == decode_status::rejected) {
+      reject_handshake(frame.payload, frame.problem.data());
+      if (phase_ == phase::closed)
+        return;
+      break;
     }
     offset += frame.consumed;
     dispatch(frame);
@@ -434,7 +525,8 @@ void connection<Codec, Liveness, UserData>::consume(std::string_view chunk) {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::dispatch(const decoded& frame) {
-  if (frame.kind == frame_kind::data) {
+  if (frame.kind == frame_kind::data || frame.kind == frame_kind::binary) {
+    received_binary_ = frame.kind == frame_kind::binary;
     ++counters_.messages_received;
     note_received(true);
     if (receive_ && receive_->waiting) {
@@ -470,6 +562,13 @@ void connection<Codec, Liveness, UserData>::on_control_frame(const control_frame
     peer_going_away_ = true;
     if (context_->on_goaway)
       context_->on_goaway(*this);
+    // Its last frame: the peer sends nothing more, and the protocol wants our closing frame back.
+    if constexpr (stream_ending_goaway_codec<Codec>) {
+      if (phase_ == phase::open)
+        begin_graceful_close(going_away_ ? close_reason::shutdown : close_reason::peer_closed,
+                             "the peer sent its closing frame");
+      return;
+    }
   }
   if constexpr (Liveness::timed) {
     if (phase_ == phase::open)
@@ -572,7 +671,10 @@ void connection<Codec, Liveness, UserData>::note_sent() noexcept {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::close_for(close_reason reason, const char* detail) {
-  if (detail::closes_abortively(reason))
+  bool abortive = detail::closes_abortively(reason);
+  if constexpr (closing_frame_codec<Codec>)
+    abortive = abortive && !(handshake_done_ && detail::peer_hears_why(reason));
+  if (abortive)
     finish(reason, detail, {}, true);
   else
     begin_graceful_close(reason, detail);
@@ -587,6 +689,14 @@ void connection<Codec, Liveness, UserData>::begin_graceful_close(close_reason re
   close_detail_ = detail;
   if constexpr (Liveness::timed)
     wheel_->cancel(*this);
+  // The protocol's closing frame goes after what is queued, before our FIN.
+  if constexpr (closing_frame_codec<Codec>) {
+    if (handshake_done_ && reason != close_reason::handshake_failed) {
+      auto& b = buffers();
+      if (context_->codec.encode_close(reason, decoder_state_, b.pending) && !write_in_flight_)
+        write_pending();
+    }
+  }
   timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), context_->options.graceful_close_timeout);
   timer_->async_wait([self = this->shared_from_this()](const std::error_code& ec) {
     if (!ec)

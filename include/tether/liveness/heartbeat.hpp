@@ -138,6 +138,7 @@ struct heartbeat {
     case frame_kind::pong:
       return match_pong(s, frame.payload, now);
     case frame_kind::data:
+    case frame_kind::binary:
     case frame_kind::goaway:
       break;
     }
