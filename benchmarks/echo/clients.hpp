@@ -87,6 +87,52 @@ public:
       throw std::runtime_error{"the echo server answered with other bytes"};
   }
 
+  // The WebSocket upgrade, for the WebSocket variant of the same load; the 101 is all the server sends before
+  // the first echo, so one read up to the end of its head is enough.
+  void upgrade_to_websocket() {
+    constexpr std::string_view request = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                         "Sec-WebSocket-Version: 13\r\n\r\n";
+    if (::write(fd_, request.data(), request.size()) != static_cast<ssize_t>(request.size()))
+      throw system_failure("write the upgrade request");
+    std::string head;
+    std::array<char, 512> chunk;
+    while (head.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = ::read(fd_, chunk.data(), chunk.size());
+      if (n <= 0)
+        throw std::runtime_error{"the WebSocket server did not answer the upgrade"};
+      head.append(chunk.data(), static_cast<std::size_t>(n));
+    }
+    if (!head.starts_with("HTTP/1.1 101 "))
+      throw std::runtime_error{"the WebSocket server refused the upgrade"};
+  }
+
+  // The same 64 bytes as one masked binary frame (clients must mask; a fixed key is enough here), and their
+  // unmasked echo frame.
+  void websocket_round_trip() {
+    static const std::string frame = [] {
+      const std::array<char, 4> key{'\x11', '\x22', '\x33', '\x44'};
+      std::string bytes{"\x82", 1};
+      bytes += static_cast<char>(0x80 | message_size);
+      bytes.append(key.data(), key.size());
+      for (std::size_t i = 0; i < message_size; ++i)
+        bytes += static_cast<char>(message()[i] ^ key[i % 4]);
+      return bytes;
+    }();
+    if (::write(fd_, frame.data(), frame.size()) != static_cast<ssize_t>(frame.size()))
+      throw system_failure("write to the echo server");
+    std::array<char, 2 + message_size> echoed;
+    std::size_t received = 0;
+    while (received < echoed.size()) {
+      const ssize_t n = ::read(fd_, echoed.data() + received, echoed.size() - received);
+      if (n <= 0)
+        throw std::runtime_error{"the echo server stopped answering"};
+      received += static_cast<std::size_t>(n);
+    }
+    if (echoed[0] != '\x82' || std::memcmp(echoed.data() + 2, message().data(), message_size) != 0)
+      throw std::runtime_error{"the echo server answered with other bytes"};
+  }
+
   void make_non_blocking() {
     const int on = 1;
     ::ioctl(fd_, FIONBIO, &on);
@@ -103,12 +149,23 @@ struct ping_pong_result {
   double server_cpu_microseconds = 0;  // per round trip
 };
 
+enum class framing { lines, websocket };
+
 // Round trips on one connection for `duration` after `warm_up` round trips, at most `limit` of them.
 inline ping_pong_result ping_pong(std::uint16_t port, pid_t server, std::size_t warm_up,
-                                  std::chrono::milliseconds duration, std::size_t limit = 20'000'000) {
+                                  std::chrono::milliseconds duration, std::size_t limit = 20'000'000,
+                                  framing with = framing::lines) {
   loopback_socket socket{port};
+  if (with == framing::websocket)
+    socket.upgrade_to_websocket();
+  const auto round_trip = [&] {
+    if (with == framing::websocket)
+      socket.websocket_round_trip();
+    else
+      socket.round_trip();
+  };
   for (std::size_t i = 0; i < warm_up; ++i)
-    socket.round_trip();
+    round_trip();
   std::vector<std::int64_t> nanoseconds;
   nanoseconds.reserve(std::min<std::size_t>(limit, 1'000'000));
   const auto cpu_before = cpu_time(server);
@@ -116,7 +173,7 @@ inline ping_pong_result ping_pong(std::uint16_t port, pid_t server, std::size_t 
   const auto until = start + duration;
   auto previous = start;
   while (previous < until && nanoseconds.size() < limit && !interrupted()) {
-    socket.round_trip();
+    round_trip();
     const auto now = clock_type::now();
     nanoseconds.push_back((now - previous).count());
     previous = now;

@@ -142,6 +142,48 @@ void run_scenario(const scenario& what, const options& opts, std::map<std::strin
   fmt::print("  goal tether >= 0.97x plain Asio: {:.3f} -> {}\n", tether_vs_asio, goal_text(tether_vs_asio >= 0.97));
 }
 
+// What WebSocket framing costs against line framing, same server otherwise: 1 connection ping-pong on one core,
+// the two servers alternating within each round.
+void run_websocket_comparison(const options& opts) {
+  bench::pin_to_cpu(server_cpu);
+  const std::string self = bench::self_executable();
+  auto lines = start_server({self, "serve", "--variant", "tether"}, 10s);
+  auto websocket = start_server({self, "serve", "--variant", "tether-websocket"}, 10s);
+  std::vector<double> ratios, line_rates, websocket_rates, line_cpu, websocket_cpu;
+  for (std::size_t round = 0; round < opts.rounds && !bench::interrupted(); ++round) {
+    bench::echo::ping_pong_result line_result, websocket_result;
+    const auto measure_lines = [&] {
+      line_result = bench::echo::ping_pong(lines.port, lines.process.pid(), opts.warm_up_round_trips, opts.duration);
+    };
+    const auto measure_websocket = [&] {
+      websocket_result = bench::echo::ping_pong(websocket.port, websocket.process.pid(), opts.warm_up_round_trips,
+                                                opts.duration, 20'000'000, bench::echo::framing::websocket);
+    };
+    if (round % 2 == 0) {
+      measure_lines();
+      measure_websocket();
+    } else {
+      measure_websocket();
+      measure_lines();
+    }
+    line_rates.push_back(line_result.round_trips_per_second);
+    websocket_rates.push_back(websocket_result.round_trips_per_second);
+    line_cpu.push_back(line_result.server_cpu_microseconds);
+    websocket_cpu.push_back(websocket_result.server_cpu_microseconds);
+    ratios.push_back(websocket_result.round_trips_per_second / line_result.round_trips_per_second);
+  }
+  lines.process.stop(0ms);
+  websocket.process.stop(0ms);
+  fmt::print("\nWebSocket against line framing: tether, 1 connection ping-pong, same core, 64-byte payloads "
+             "(masked binary frames from the client), {} rounds, medians\n",
+             ratios.size());
+  fmt::print("  {:<18} {:>14} {:>15}\n", "codec", "round trips/s", "server CPU us");
+  fmt::print("  {:<18} {:>14.0f} {:>15.2f}\n", "line_codec", bench::median(line_rates), bench::median(line_cpu));
+  fmt::print("  {:<18} {:>14.0f} {:>15.2f}\n", "websocket_codec", bench::median(websocket_rates),
+             bench::median(websocket_cpu));
+  fmt::print("  websocket/line: {:.3f} (median of per-round ratios)\n", bench::median(ratios));
+}
+
 // Instructions the server executes in user space while echoing `messages` round trips, connection setup and
 // shutdown included; nullopt where valgrind is missing or the run failed.
 std::optional<double> callgrind_instructions(const std::string& variant, std::size_t messages) {
@@ -272,6 +314,8 @@ int drive(const options& opts) {
   for (auto& [variant, server] : servers)
     server.process.stop(0ms);
   servers.clear();
+  if (!bench::interrupted())
+    run_websocket_comparison(opts);
   if (opts.callgrind && !bench::interrupted())
     run_callgrind(opts);
   if (opts.syscalls && !bench::interrupted())
@@ -281,12 +325,14 @@ int drive(const options& opts) {
 
 int serve(const std::string& variant) {
   if (variant == "tether")
-    return bench::echo::serve_tether();
+    return bench::echo::serve_tether(tether::line_codec{});
+  if (variant == "tether-websocket")
+    return bench::echo::serve_tether(tether::websocket_codec{.path = ""});
   if (variant == "asio")
     return bench::echo::serve_asio();
   if (variant == "epoll")
     return bench::echo::serve_epoll();
-  throw bench::usage_error{"--variant is one of tether, asio, epoll"};
+  throw bench::usage_error{"--variant is one of tether, tether-websocket, asio, epoll"};
 }
 
 } // namespace

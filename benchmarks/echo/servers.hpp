@@ -1,7 +1,8 @@
 // The three echo servers under comparison. Each answers every newline-terminated message with the same line,
 // listens on a free loopback port that it announces as "port <n>" on stdout, and exits on SIGTERM.
 //
-//   tether  tether::listener with line_codec and all four liveness strategies active.
+//   tether  tether::listener with line_codec and all four liveness strategies active (tether-websocket: the same
+//           with websocket_codec, for the WebSocket comparison).
 //   asio    the same server in plain Asio, written the way Asio's own examples are: a session per connection
 //           that reads with async_read_some into its buffer and answers each complete line with async_write.
 //   epoll   the floor: one level-triggered epoll loop in plain system calls.
@@ -10,6 +11,7 @@
 #include "../support/all_strategies.hpp"
 
 #include <tether/codec/line_codec.hpp>
+#include <tether/codec/websocket_codec.hpp>
 #include <tether/listener.hpp>
 
 #include <asio/io_context.hpp>
@@ -59,10 +61,17 @@ inline void echo_lines(std::string_view input, std::string& partial, std::string
   partial.append(input.substr(start));
 }
 
-inline int serve_tether() {
+// tether with either codec: line_codec, or websocket_codec (binary messages echoed as binary).
+template <class Codec>
+int serve_tether(Codec codec) {
   asio::io_context io{1};
-  tether::listener server{io, {.backlog = 1024}, tether::line_codec{}, all_four_strategies()};
-  server.on_message([](auto& conn, std::string_view line) { conn.send(line); });
+  tether::listener server{io, {.backlog = 1024}, std::move(codec), all_four_strategies()};
+  server.on_message([](auto& conn, std::string_view message) {
+    if (conn.received_binary())
+      conn.send_binary(message);
+    else
+      conn.send(message);
+  });
   if (auto ec = server.start()) {
     fmt::print(stderr, "tether echo server cannot listen: {}\n", ec.message());
     return 1;

@@ -23,6 +23,10 @@
 #include "../support/summary.hpp"
 
 #include <tether/codec/line_codec.hpp>
+#include <tether/codec/websocket_codec.hpp>
+#include <tether/tls.hpp>
+
+#include "test_certificates.hpp"
 #include <tether/connection.hpp>
 #include <tether/listener.hpp>
 
@@ -62,9 +66,10 @@ std::string report_line(std::size_t connections) {
   return fmt::format("report {} {} {}", connections, bench::heap_in_use(), bench::resident_bytes(::getpid()));
 }
 
-int serve_tether() {
+template <class Codec>
+int serve_tether(Codec codec) {
   asio::io_context io{1};
-  tether::listener server{io, {.backlog = 4096}, tether::line_codec{}, bench::all_four_strategies()};
+  tether::listener server{io, {.backlog = 4096}, std::move(codec), bench::all_four_strategies()};
   server.on_message([](auto& conn, std::string_view line) { conn.send(line); });
   if (auto ec = server.start()) {
     fmt::print(stderr, "tether server cannot listen: {}\n", ec.message());
@@ -137,8 +142,27 @@ int serve_asio() {
   return 0;
 }
 
-// Opens the connections when told to, and resets them all when told to close (or when the driver goes away).
-int hold(std::uint16_t port, std::size_t count) {
+// A TLS server needs a certificate: one made for this run, and a client context that skips verification (the
+// benchmark measures memory, not trust).
+int serve_tls() {
+  const tether::test::test_certificates files;
+  std::error_code ec;
+  auto context = tether::tls_server_context(files.server_certificate_file(), files.server_key_file(), ec);
+  if (!context) {
+    fmt::print(stderr, "tls server context: {}\n", ec.message());
+    return 1;
+  }
+  return serve_tether(tether::tls_codec<tether::line_codec>{.context = context});
+}
+
+// Opens the connections when told to (each upgraded to WebSocket, or through a TLS handshake, first), and resets
+// them all when told to close (or when the driver goes away).
+int hold(std::uint16_t port, std::size_t count, bool upgrade, bool tls) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> tls_context{SSL_CTX_new(TLS_client_method()), &SSL_CTX_free};
+  std::vector<std::unique_ptr<SSL, decltype(&SSL_free)>> sessions;
+  constexpr std::string_view request = "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                       "Sec-WebSocket-Version: 13\r\n\r\n";
   std::vector<int> sockets;
   sockaddr_in server{};
   server.sin_family = AF_INET;
@@ -152,6 +176,22 @@ int hold(std::uint16_t port, std::size_t count) {
         break;
       }
       sockets.push_back(fd);
+      if (tls) {
+        sessions.emplace_back(SSL_new(tls_context.get()), &SSL_free);
+        SSL_set_fd(sessions.back().get(), fd);
+        if (SSL_connect(sessions.back().get()) != 1) {
+          std::fprintf(stderr, "the TLS handshake failed\n");
+          break;
+        }
+      }
+      if (upgrade) {
+        std::array<char, 512> answer{};
+        if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size()) ||
+            ::read(fd, answer.data(), answer.size()) <= 0 || std::string_view{answer.data()}.substr(0, 12) != "HTTP/1.1 101") {
+          std::fprintf(stderr, "the WebSocket upgrade failed\n");
+          break;
+        }
+      }
     }
     fmt::print("connected {}\n", sockets.size());
     std::fflush(stdout);
@@ -224,7 +264,12 @@ growth measure_once(const std::string& variant, std::size_t n) {
   const auto announced = server.expect("port ", 10s);
   if (!announced)
     throw std::runtime_error{"the " + variant + " server did not start"};
-  child_process client{{self, "hold", "--port", announced->substr(5), "--connections", std::to_string(n)}, client_cpu};
+  std::vector<std::string> hold_command{self, "hold", "--port", announced->substr(5), "--connections", std::to_string(n)};
+  if (variant == "websocket")
+    hold_command.push_back("--upgrade");
+  if (variant == "tls")
+    hold_command.push_back("--tls");
+  child_process client{hold_command, client_cpu};
   std::this_thread::sleep_for(1500ms);
   const reading before = take_reading(server, client);
   client.send_line("connect");
@@ -295,7 +340,7 @@ int drive(const options& opts) {
              can_drop_caches ? "Page cache dropped before each run."
                              : "Not root: page cache not dropped, slab figures unavailable; kernel figures are rough.");
   print_sizes();
-  const std::array<std::string, 2> variants{"tether", "asio"};
+  const std::array<std::string, 4> variants{"tether", "websocket", "tls", "asio"};
   std::ofstream data;
   if (!opts.data_file.empty()) {
     data.open(opts.data_file);
@@ -314,13 +359,24 @@ int drive(const options& opts) {
     if (bench::interrupted())
       return 130;
     const growth tether = median_growth(runs["tether"]);
+    const growth websocket = median_growth(runs["websocket"]);
+    const growth tls = median_growth(runs["tls"]);
     const growth asio = median_growth(runs["asio"]);
     fmt::print("\nN = {} idle connections\n", n);
     fmt::print("  {:<42} {:>12} {:>12} {:>14}\n", "server process, per connection", "heap B", "RSS B", "client RSS B");
     fmt::print("  {:<42} {:>12.0f} {:>12.0f} {:>14.0f}\n", "tether (line_codec, 4 strategies)", tether.server_heap,
                tether.server_rss, tether.client_rss);
+    fmt::print("  {:<42} {:>12.0f} {:>12.0f} {:>14.0f}\n", "tether (websocket_codec, 4 strategies)",
+               websocket.server_heap, websocket.server_rss, websocket.client_rss);
     fmt::print("  {:<42} {:>12.0f} {:>12.0f} {:>14.0f}\n", "asio (64 B buffer, read + steady_timer wait)",
                asio.server_heap, asio.server_rss, asio.client_rss);
+    fmt::print("  {:<42} {:>12.0f} {:>12.0f} {:>14.0f}\n", "tether (tls_codec<line_codec>, 4 strategies)",
+               tls.server_heap, tls.server_rss, tls.client_rss);
+    fmt::print("  an idle WebSocket connection costs {:+.0f} B heap, {:+.0f} B RSS against line_codec\n",
+               websocket.server_heap - tether.server_heap, websocket.server_rss - tether.server_rss);
+    fmt::print("  an idle TLS connection costs {:+.0f} B heap, {:+.0f} B RSS against plain TCP (OpenSSL's session, "
+               "its record buffers released)\n",
+               tls.server_heap - tether.server_heap, tls.server_rss - tether.server_rss);
     const double tether_user = std::max(tether.server_heap, tether.server_rss);
     fmt::print("  tether / asio: heap {:.2f}x, RSS {:.2f}x; goal <= 512 B user space per connection: {:.0f} B -> {}\n",
                tether.server_heap / asio.server_heap, tether.server_rss / asio.server_rss, tether_user,
@@ -351,17 +407,23 @@ int main(int argc, char** argv) {
       const std::string variant = given.text("--variant", "");
       given.finish();
       if (variant == "tether")
-        return serve_tether();
+        return serve_tether(tether::line_codec{});
+      if (variant == "websocket")
+        return serve_tether(tether::websocket_codec{.path = ""});
+      if (variant == "tls")
+        return serve_tls();
       if (variant == "asio")
         return serve_asio();
-      throw bench::usage_error{"--variant is one of tether, asio"};
+      throw bench::usage_error{"--variant is one of tether, websocket, tls, asio"};
     }
     if (mode == "hold") {
       bench::flags given{argc, argv, 2};
       const auto port = given.integer<std::uint16_t>("--port", 0);
       const auto count = given.integer<std::size_t>("--connections", 0);
+      const bool upgrade = given.has("--upgrade");
+      const bool tls = given.has("--tls");
       given.finish();
-      return hold(port, count);
+      return hold(port, count, upgrade, tls);
     }
     bench::flags given{argc, argv};
     options opts;

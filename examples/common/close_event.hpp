@@ -24,9 +24,13 @@ std::vector<field> close_fields(const Connection& conn, tether::close_reason why
       fields.push_back({"after_ms", std::chrono::duration_cast<std::chrono::milliseconds>(silent).count()});
     }
   }
-  // WebSocket: the status code of the close frame the peer sent (1005 when it carried none).
-  if constexpr (requires { conn.codec_state().peer_close_code(); }) {
-    if (const auto code = conn.codec_state().peer_close_code())
+  // WebSocket, over TLS or not: the status code of the close frame the peer sent (1005 when it carried none).
+  const auto& codec_state = conn.codec_state();
+  if constexpr (requires { codec_state.inner().peer_close_code(); }) {
+    if (const auto code = codec_state.inner().peer_close_code())
+      fields.push_back({"close_code", static_cast<std::int64_t>(code)});
+  } else if constexpr (requires { codec_state.peer_close_code(); }) {
+    if (const auto code = codec_state.peer_close_code())
       fields.push_back({"close_code", static_cast<std::int64_t>(code)});
   }
   if (conn.discarded_bytes() > 0)

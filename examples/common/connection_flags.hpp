@@ -9,6 +9,7 @@
 #include <tether/codec/length_prefixed_codec.hpp>
 #include <tether/codec/line_codec.hpp>
 #include <tether/codec/websocket_codec.hpp>
+#include <tether/tls.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/liveness.hpp>
@@ -20,6 +21,7 @@
 
 #include <array>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,14 +79,27 @@ inline void add_connection_flags(flag_parser& flags, connection_flags& chosen) {
   });
 }
 
-// Calls run(codec) with the codec the flags chose; `websocket` is the WebSocket codec to use, in its role.
+// What a codec needs beyond the choice of framing: the WebSocket codec in its role, and TLS (no context: plain TCP).
+struct codec_setup {
+  tether::websocket_codec websocket{};
+  std::shared_ptr<asio::ssl::context> tls{};
+  tether::tls_role tls_side = tether::tls_role::server;
+  std::string tls_server_name{};
+};
+
+// Calls run(codec) with the codec the flags chose, always inside tls_codec, which passes plain TCP through when
+// there is no TLS context: TLS is decided at run time without doubling the instantiations.
 template <class Run>
-auto with_codec(codec_choice choice, Run&& run, const tether::websocket_codec& websocket = {}) {
+auto with_codec(codec_choice choice, Run&& run, const codec_setup& setup = {}) {
+  const auto wrapped = [&](auto inner) {
+    return run(tether::tls_codec<decltype(inner)>{.inner = std::move(inner), .context = setup.tls,
+                                                  .side = setup.tls_side, .server_name = setup.tls_server_name});
+  };
   if (choice == codec_choice::length)
-    return run(tether::length_prefixed_codec{});
+    return wrapped(tether::length_prefixed_codec{});
   if (choice == codec_choice::websocket)
-    return run(websocket);
-  return run(tether::line_codec{});
+    return wrapped(setup.websocket);
+  return wrapped(tether::line_codec{});
 }
 
 // Calls run(tether::liveness<Chosen...>{...}) with exactly the candidates that are present, in tuple order. Each
@@ -119,5 +134,9 @@ std::string strategy_names(const tether::liveness<Strategies...>&) {
 constexpr std::string_view codec_name(const tether::line_codec&) noexcept { return "line"; }
 constexpr std::string_view codec_name(const tether::length_prefixed_codec&) noexcept { return "length"; }
 constexpr std::string_view codec_name(const tether::websocket_codec&) noexcept { return "websocket"; }
+template <class Inner>
+constexpr std::string_view codec_name(const tether::tls_codec<Inner>& codec) noexcept {
+  return codec_name(codec.inner);
+}
 
 } // namespace examples

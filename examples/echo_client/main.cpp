@@ -38,6 +38,7 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::string_view usage = R"(usage: echo_client --connect ADDR:PORT [--codec line|length|websocket] [--bind ADDR]
+                   [--tls [--tls-ca FILE] [--tls-server-name NAME]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
                    [--connections N] [--messages N] [--pause DUR] [--message TEXT] [--reconnect] [--json]
                    [--timeout DUR]
@@ -49,6 +50,9 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
   --connect ADDR:PORT              the server: 127.0.0.1:7000, [::1]:7000
   --codec line|length|websocket    framing: one message per line (default), a 4-byte length prefix, or WebSocket
                                    (path /, Host from --connect; the server's pings are answered in any case)
+  --tls                            TLS to the server, verifying its certificate: against --tls-ca FILE (PEM),
+                                   or the system's store; the name checked, and sent as SNI, is
+                                   --tls-server-name NAME, or the address of --connect
   --bind ADDR                      source address of every connection (the kernel still picks the port)
   --keepalive IDLE,INTERVAL,COUNT  kernel keepalive: after IDLE without traffic, COUNT probes INTERVAL apart
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
@@ -86,6 +90,9 @@ struct client_options {
   std::chrono::milliseconds pause{1s};
   std::string message = "hello";
   bool reconnect = false;
+  bool tls = false;
+  std::string tls_ca;
+  std::string tls_server_name;
   std::optional<std::chrono::milliseconds> timeout;
   bool json = false;
 
@@ -143,6 +150,15 @@ std::optional<client_options> parse_command_line(int argc, char** argv) {
     options.timeout = *timeout;
     return true;
   });
+  flags.toggle("--tls", [&] { options.tls = true; });
+  flags.value("--tls-ca", "FILE (PEM CA certificates)", [&](std::string_view v) {
+    options.tls_ca = v;
+    return !v.empty();
+  });
+  flags.value("--tls-server-name", "NAME (the name the certificate must carry)", [&](std::string_view v) {
+    options.tls_server_name = v;
+    return !v.empty();
+  });
   flags.toggle("--json", [&] { options.json = true; });
   flags.toggle("--help", [&] { help = true; });
   flags.parse(argc, argv);
@@ -150,9 +166,11 @@ std::optional<client_options> parse_command_line(int argc, char** argv) {
     return std::nullopt;
   if (!server_given)
     throw examples::usage_error{"--connect is required: --connect ADDR:PORT"};
+  if (!options.tls && (!options.tls_ca.empty() || !options.tls_server_name.empty()))
+    throw examples::usage_error{"--tls-ca and --tls-server-name need --tls"};
   const bool fits = examples::with_codec(options.connection.codec, [&](const auto& codec) {
     std::string frame;
-    return codec.encode(tether::frame_kind::data, options.message, frame);
+    return codec.inner.encode(tether::frame_kind::data, options.message, frame);
   });
   if (!fits)
     throw examples::usage_error{"bad value for --message: expected --message TEXT that the codec can carry (--codec "
@@ -422,12 +440,24 @@ int main(int argc, char** argv) {
   }
   const auto candidates = std::tuple{options->connection.keepalive, options->connection.user_timeout,
                                      options->connection.heartbeat};
+  examples::codec_setup setup{.websocket = tether::websocket_codec{.side = tether::websocket_codec::role::client,
+                                                                    .path = "/",
+                                                                    .host = examples::endpoint_text(options->server)},
+                              .tls_side = tether::tls_role::client};
+  if (options->tls) {
+    std::error_code ec;
+    setup.tls = tether::tls_client_context(options->tls_ca, ec);
+    if (!setup.tls) {
+      fmt::print(stderr, "echo_client: bad value for --tls-ca: {}\n", ec.message());
+      return 2;
+    }
+    setup.tls_server_name =
+        options->tls_server_name.empty() ? options->server.address().to_string() : options->tls_server_name;
+  }
   return examples::with_codec(
       options->connection.codec,
       [&](const auto& codec) {
         return examples::with_liveness(candidates, [&](const auto& liveness) { return run(*options, codec, liveness); });
       },
-      tether::websocket_codec{.side = tether::websocket_codec::role::client,
-                              .path = "/",
-                              .host = examples::endpoint_text(options->server)});
+      setup);
 }

@@ -32,7 +32,7 @@
 namespace {
 
 constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--codec line|length|websocket]
-                   [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
+                   [--tls-cert FILE --tls-key FILE] [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
                    [--idle-timeout DUR] [--max-connections N] [--max-per-address N] [--json]
 
 Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
@@ -44,6 +44,7 @@ Sends every message back on the connection it came from. DUR is a whole number w
   --codec line|length|websocket    framing: one message per line (default), a 4-byte length prefix, or WebSocket
                                    (RFC 6455, any path; text echoed as text, binary as binary; browsers and
                                    WebSocket libraries answer --heartbeat's pings by themselves)
+  --tls-cert FILE --tls-key FILE   serve every codec over TLS with this certificate chain and private key (PEM)
   --keepalive IDLE,INTERVAL,COUNT  kernel keepalive: after IDLE without traffic, COUNT probes INTERVAL apart
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
   --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
@@ -72,6 +73,8 @@ struct server_options {
   std::size_t threads = 1;
   examples::connection_flags connection;
   std::optional<tether::idle_reaper> idle_reaper;
+  std::string tls_certificate;
+  std::string tls_key;
   std::size_t max_connections = 0;
   std::size_t max_per_address = 0;
   bool json = false;
@@ -106,6 +109,14 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
     options.idle_reaper = tether::idle_reaper{.all_idle = *idle};
     return true;
   });
+  flags.value("--tls-cert", "FILE (a PEM certificate chain)", [&](std::string_view v) {
+    options.tls_certificate = v;
+    return !v.empty();
+  });
+  flags.value("--tls-key", "FILE (a PEM private key)", [&](std::string_view v) {
+    options.tls_key = v;
+    return !v.empty();
+  });
   flags.value("--max-connections", "N (0 = unlimited)", [&](std::string_view v) {
     const auto n = examples::parse_integer<std::size_t>(v);
     if (!n)
@@ -127,6 +138,8 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
     return std::nullopt;
   if (!listen_given)
     throw examples::usage_error{"--listen is required: --listen ADDR:PORT"};
+  if (options.tls_certificate.empty() != options.tls_key.empty())
+    throw examples::usage_error{"--tls-cert and --tls-key come together: --tls-cert FILE --tls-key FILE"};
   return options;
 }
 
@@ -184,6 +197,7 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   std::vector<examples::field> listening{{"address", examples::endpoint_text(server.local_endpoint())},
                                          {"threads", static_cast<std::int64_t>(options.threads)},
                                          {"codec", std::string{examples::codec_name(codec)}},
+                                         {"tls", codec.context ? "on" : "off"},
                                          {"liveness", strategies}};
   for (auto& option : examples::listener_option_fields(server.native_handle()))
     listening.push_back(std::move(option));
@@ -229,10 +243,19 @@ int main(int argc, char** argv) {
   }
   const auto candidates = std::tuple{options->connection.keepalive, options->connection.user_timeout,
                                      options->connection.heartbeat, options->idle_reaper};
+  examples::codec_setup setup{.websocket = tether::websocket_codec{.path = ""}};
+  if (!options->tls_certificate.empty()) {
+    std::error_code ec;
+    setup.tls = tether::tls_server_context(options->tls_certificate, options->tls_key, ec);
+    if (!setup.tls) {
+      fmt::print(stderr, "echo_server: bad value for --tls-cert or --tls-key: {}\n", ec.message());
+      return 2;
+    }
+  }
   return examples::with_codec(
       options->connection.codec,
       [&](const auto& codec) {
         return examples::with_liveness(candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); });
       },
-      tether::websocket_codec{.path = ""});
+      setup);
 }

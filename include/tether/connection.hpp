@@ -287,11 +287,13 @@ private:
   // Allocated while a partial frame or unsent data exists; an idle connection has none.
   struct io_buffers {
     std::string inbox;    // bytes of an incomplete frame, or frames read while reading was paused
+    std::string held;     // frames encoded before the codec's handshake was done, sent right after it
     std::string pending;  // encoded frames waiting for the write in flight
     std::string writing;  // the frames of the write in flight
     struct completion {
       std::uint32_t written_by;  // the write whose success completes it
       detail::posted_completion<std::error_code> handler;
+      bool after_handshake = false;  // queued before the handshake: written by the write that follows it
     };
     std::vector<completion> completions;  // async_send callers, in write order
   };

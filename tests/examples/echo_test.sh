@@ -113,6 +113,8 @@ usage)
   expect_usage_error "$s" --idle-timeout --listen 127.0.0.1:0 --idle-timeout 1.5s
   expect_usage_error "$s" --max-per-address --listen 127.0.0.1:0 --max-per-address -1
   expect_usage_error "$s" --verbose --listen 127.0.0.1:0 --verbose
+  expect_usage_error "$s" --tls-cert --listen 127.0.0.1:0 --tls-cert cert.pem
+  expect_usage_error "$c" --tls-ca --connect 127.0.0.1:7000 --tls-ca ca.pem
   expect_usage_error "$c" --connect --messages 2
   expect_usage_error "$c" --connect --connect localhost:7000
   expect_usage_error "$c" --bind --connect 127.0.0.1:7000 --bind 127.0.0.1:5

@@ -5,7 +5,10 @@ ws:// to echo_server --codec websocket --heartbeat, echoes text and binary, idle
 server stops gracefully and the page sees close code 1001. The page reports each verdict to a small HTTP endpoint
 of this test, which also serves the page.
 
-    websocket_browser.py ECHO_SERVER [CHROMIUM]
+    websocket_browser.py ECHO_SERVER [--tls]
+
+With --tls the server serves wss:// with a self-signed certificate the test makes with openssl, which chromium is
+told to accept (--ignore-certificate-errors).
 """
 import http.server, json, os, shutil, signal, subprocess, sys, tempfile, threading, time, urllib.parse
 
@@ -13,7 +16,7 @@ SCALE = int(os.environ.get("TETHER_TEST_TIME_SCALE", "1"))
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>tether websocket</title><script>
 const report = (path) => fetch(path).catch(() => {});
-const ws = new WebSocket("ws://127.0.0.1:%(port)d/");
+const ws = new WebSocket("%(scheme)s://127.0.0.1:%(port)d/");
 ws.binaryType = "arraybuffer";
 let step = 0;
 ws.onopen = () => ws.send("hello from the browser");
@@ -77,20 +80,29 @@ def wait_for(path, seconds):
 
 def main():
     server_binary = sys.argv[1]
-    chromium = sys.argv[2] if len(sys.argv) > 2 else shutil.which("chromium") or "/usr/bin/chromium"
-    echo = subprocess.Popen([server_binary, "--listen", "127.0.0.1:0", "--json", "--codec", "websocket",
-                             "--heartbeat", "200ms,2s"], stdout=subprocess.PIPE, text=True)
-    browser = None
+    tls = "--tls" in sys.argv[2:]
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
     profile = tempfile.mkdtemp(prefix="tether-chromium-")
+    tls_flags = []
+    if tls:
+        cert, key = os.path.join(profile, "cert.pem"), os.path.join(profile, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        tls_flags = ["--tls-cert", cert, "--tls-key", key]
+    echo = subprocess.Popen([server_binary, "--listen", "127.0.0.1:0", "--json", "--codec", "websocket",
+                             "--heartbeat", "200ms,2s", *tls_flags], stdout=subprocess.PIPE, text=True)
+    browser = None
     try:
         ws_port = int(json.loads(echo.stdout.readline())["address"].rsplit(":", 1)[1])
-        Recorder.page = PAGE % {"port": ws_port, "idle_ms": 1500}
+        Recorder.page = PAGE % {"port": ws_port, "idle_ms": 1500, "scheme": "wss" if tls else "ws"}
         web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
         threading.Thread(target=web.serve_forever, daemon=True).start()
         # As root, chromium needs --no-sandbox; the other flags keep it off the network this machine does not have.
         browser = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
                                     "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
+                                    *(["--ignore-certificate-errors"] if tls else []),
                                     f"http://127.0.0.1:{web.server_address[1]}/"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         verdict = wait_for("/verdict", 60 * SCALE)
@@ -107,7 +119,8 @@ def main():
             sys.exit(f"FAIL: expected the page to see close code 1001 on a graceful stop, saw {closed}")
         if len(beats) < 3:
             sys.exit(f"FAIL: expected 3+ heartbeats answered by the browser during the idle period, got {len(beats)}")
-        print(f"PASS: chromium echoed text and binary, answered {len(beats)} heartbeats unaided, saw close 1001")
+        print(f"PASS: chromium over {'wss' if tls else 'ws'} echoed text and binary, answered {len(beats)} "
+              "heartbeats unaided, saw close 1001")
     finally:
         if browser and browser.poll() is None:
             browser.kill()

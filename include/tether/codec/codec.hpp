@@ -9,7 +9,7 @@
 // | decoder_state          | a nested default-constructible type                              | one per connection                      | remember how far decode() has looked      |
 // | carries_control_frames | static constexpr bool                                            | at compile time                         | say whether ping, pong and goaway exist   |
 // | decode                 | decoded decode(std::string_view buffered, decoder_state&) const  | after every read, until need_more       | return one frame, need_more or malformed  |
-// | encode                 | bool encode(frame_kind, std::string_view payload, std::string& out) const | for every frame sent            | append one frame, or return false leaving out unchanged |
+// | encode                 | bool encode(frame_kind, std::string_view payload, std::string& out) const | for every frame sent            | append one frame, or return false leaving out unchanged; a codec with per-connection encoding state (TLS) takes `decoder_state&` before `out` |
 // | max_frame_size         | std::size_t max_frame_size() const noexcept                      | when the connection sizes its buffers   | return the longest payload decode() returns |
 //
 // Codecs with a handshake (WebSocket's HTTP Upgrade) and a closing frame add:
@@ -19,12 +19,14 @@
 // | handshakes             | static constexpr bool (true)                                     | at compile time                         | make the connection wait for the handshake before it writes a frame |
 // | handshake_timeout      | std::chrono::milliseconds, a data member                         | when the connection starts              | bound the handshake: past it, the connection closes with handshake_failed |
 // | begin_handshake        | void begin_handshake(decoder_state&, std::string& out) const     | when the connection starts              | append what this side sends first (a client's request), or nothing |
-// | encode_close           | bool encode_close(close_reason, const decoder_state&, std::string& out) const | when the connection closes for a reason the peer should hear | append the protocol's closing frame (WebSocket close with its status code) |
+// | encode_close           | bool encode_close(close_reason, decoder_state&, std::string& out) const | when the connection closes for a reason the peer should hear | append the protocol's closing frame (WebSocket close with its status code, TLS close_notify) |
 // | goaway_ends_stream     | static constexpr bool                                            | at compile time                         | say that a goaway is the peer's last frame (WebSocket close), which the connection answers by closing |
 //
 // While handshaking, decode() returns handshake (done: its payload is written as it is, before any frame, and
 // `consumed` bytes were the handshake), rejected (its payload is written as it is, then the connection closes
-// with handshake_failed and the problem as its detail), need_more, or malformed. It bounds what it buffers.
+// with handshake_failed and the problem as its detail), reply (bytes to write now, the handshake goes on),
+// partial, need_more, or malformed. It bounds what it buffers. Frames sent before the handshake is done wait and
+// follow its payload.
 //
 // decode() sees the buffered bytes from the start of a frame and decodes at most one frame from their front.
 // The connection erases `consumed` bytes after a frame and calls again until need_more. decoder_state stays
@@ -50,15 +52,36 @@
 
 namespace tether {
 
+// Most codecs encode from their configuration alone; one that keeps per-connection encoding state (TLS: the
+// session's keys and record sequence) takes the connection's decoder_state as well.
+template <class C>
+concept stateless_encoder = requires(const C& instance, frame_kind kind, std::string_view bytes, std::string& out) {
+  { instance.encode(kind, bytes, out) } -> std::same_as<bool>;
+};
+template <class C>
+concept stateful_encoder = requires(const C& instance, frame_kind kind, std::string_view bytes,
+                                    typename C::decoder_state& state, std::string& out) {
+  { instance.encode(kind, bytes, state, out) } -> std::same_as<bool>;
+};
+
 template <class C>
 concept codec = std::default_initializable<typename C::decoder_state> &&
-                requires(const C& instance, std::string_view bytes, typename C::decoder_state& state, frame_kind kind,
-                         std::string& out) {
+                (stateless_encoder<C> || stateful_encoder<C>) &&
+                requires(const C& instance, std::string_view bytes, typename C::decoder_state& state) {
                   { instance.decode(bytes, state) } -> std::same_as<decoded>;
-                  { instance.encode(kind, bytes, out) } -> std::same_as<bool>;
                   { instance.max_frame_size() } -> std::same_as<std::size_t>;
                   typename std::bool_constant<C::carries_control_frames>;
                 };
+
+// Appends one encoded frame, whichever form of encode the codec has.
+template <codec C>
+bool encode_frame(const C& codec, frame_kind kind, std::string_view payload, typename C::decoder_state& state,
+                  std::string& out) {
+  if constexpr (stateful_encoder<C>)
+    return codec.encode(kind, payload, state, out);
+  else
+    return codec.encode(kind, payload, out);
+}
 
 // Required by strategies that talk to the peer in band, such as heartbeat: a connection combining them with a
 // codec such as raw_codec does not compile.
@@ -74,7 +97,7 @@ concept handshaking_codec = codec<C> && requires(const C& c, typename C::decoder
 };
 template <class C>
 concept closing_frame_codec =
-    codec<C> && requires(const C& c, close_reason reason, const typename C::decoder_state& state, std::string& out) {
+    codec<C> && requires(const C& c, close_reason reason, typename C::decoder_state& state, std::string& out) {
       { c.encode_close(reason, state, out) } -> std::same_as<bool>;
     };
 template <class C>
@@ -94,9 +117,10 @@ consteval bool check_codec() {
       { c.decode(bytes, state) } -> std::same_as<decoded>;
     }, "tether codec: `decode` must be declared `tether::decoded decode(std::string_view, decoder_state&) const`");
   }
-  static_assert(requires(const C& c, frame_kind kind, std::string_view payload, std::string& out) {
-    { c.encode(kind, payload, out) } -> std::same_as<bool>;
-  }, "tether codec: `encode` must be declared `bool encode(tether::frame_kind, std::string_view, std::string&) const`");
+  static_assert(stateless_encoder<C> || stateful_encoder<C>,
+                "tether codec: `encode` must be declared `bool encode(tether::frame_kind, std::string_view, "
+                "std::string&) const` (or, with per-connection state, `bool encode(tether::frame_kind, "
+                "std::string_view, decoder_state&, std::string&) const`)");
   static_assert(requires(const C& c) {
     { c.max_frame_size() } -> std::same_as<std::size_t>;
   }, "tether codec: `max_frame_size` must be declared `std::size_t max_frame_size() const noexcept`");

@@ -21,6 +21,7 @@ enum class decode_status : std::uint8_t {
   handshake,  // the front of the input completed the codec's handshake; payload is what to answer, as it is
   rejected,   // the handshake failed; payload is what to answer before closing, problem says why
   partial,    // the front of the input was a piece the codec keeps (a WebSocket fragment): drop it, decode again
+  reply,      // payload is to be written as it is, now (TLS handshake records); drop `consumed`, decode again
 };
 
 // The outcome of decoding the front of a buffer. The payload views the caller's buffer, so it is valid
@@ -41,6 +42,9 @@ struct decoded {
   }
   static constexpr decoded partial(std::size_t consumed) noexcept {
     return {decode_status::partial, frame_kind::data, {}, consumed, {}};
+  }
+  static constexpr decoded answer(std::string_view bytes, std::size_t consumed) noexcept {
+    return {decode_status::reply, frame_kind::data, bytes, consumed, {}};
   }
   static constexpr decoded handshake_done(std::string_view reply, std::size_t consumed) noexcept {
     return {decode_status::handshake, frame_kind::data, reply, consumed, {}};

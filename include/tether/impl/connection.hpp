@@ -131,21 +131,32 @@ template <class Codec, liveness_policy Liveness, class UserData>
 template <class CompletionToken>
 auto connection<Codec, Liveness, UserData>::async_send(std::string_view payload, CompletionToken&& token) {
   // Queued here, not in the initiation: a lazy token may initiate long after the payload's storage is gone.
+  const bool before_handshake = !handshake_done_;
   const std::error_code queued = send(payload);
-  const std::uint32_t written_by = queued ? 0 : writes_started_ + (buffers_ && !buffers_->pending.empty() ? 1 : 0);
+  const std::uint32_t written_by = queued || before_handshake
+                                       ? 0
+                                       : writes_started_ + (buffers_ && !buffers_->pending.empty() ? 1 : 0);
   return asio::async_initiate<CompletionToken, void(std::error_code)>(
-      [self = this->shared_from_this(), queued, written_by](auto handler) {
+      [self = this->shared_from_this(), queued, before_handshake, written_by](auto handler) {
         const auto executor = self->socket_.get_executor();
         using completion = detail::posted_completion<std::error_code>;
         if (queued) {
           completion::post(std::move(handler), executor, queued);
-        } else if (self->written(written_by)) {
-          completion::post(std::move(handler), executor, std::error_code{});
-        } else if (self->phase_ == phase::closed) {
-          completion::post(std::move(handler), executor, make_error_code(self->reason_));
-        } else {
-          self->buffers().completions.push_back({written_by, completion{std::move(handler), executor}});
+          return;
         }
+        if (before_handshake && !self->handshake_done_ && self->phase_ != phase::closed) {
+          self->buffers().completions.push_back({0, completion{std::move(handler), executor}, true});
+          return;
+        }
+        // Queued before a handshake that has completed since: the write that carried it has started by now, so
+        // the latest write started is a bound that is never early.
+        const std::uint32_t by = before_handshake ? self->writes_started_ : written_by;
+        if (self->handshake_done_ && self->written(by))
+          completion::post(std::move(handler), executor, std::error_code{});
+        else if (self->phase_ == phase::closed)
+          completion::post(std::move(handler), executor, make_error_code(self->reason_));
+        else
+          self->buffers().completions.push_back({by, completion{std::move(handler), executor}});
       },
       token);
 }
@@ -271,7 +282,7 @@ void connection<Codec, Liveness, UserData>::abort(close_reason why) {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 std::size_t connection<Codec, Liveness, UserData>::queued_bytes() const noexcept {
-  return buffers_ ? buffers_->pending.size() + buffers_->writing.size() : 0;
+  return buffers_ ? buffers_->held.size() + buffers_->pending.size() + buffers_->writing.size() : 0;
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -283,7 +294,7 @@ auto connection<Codec, Liveness, UserData>::buffers() -> io_buffers& {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::release_buffers_if_idle() noexcept {
-  if (buffers_ && buffers_->inbox.empty() && buffers_->pending.empty() && !write_in_flight_ &&
+  if (buffers_ && buffers_->inbox.empty() && buffers_->held.empty() && buffers_->pending.empty() && !write_in_flight_ &&
       buffers_->completions.empty())
     buffers_.reset();
 }
@@ -293,7 +304,7 @@ std::error_code connection<Codec, Liveness, UserData>::enqueue(frame_kind kind, 
   if (phase_ != phase::open)
     return error::connection_not_open;
   auto& b = buffers();
-  const std::size_t queued = b.pending.size() + b.writing.size();
+  const std::size_t queued = b.held.size() + b.pending.size() + b.writing.size();
   const std::size_t limit =
       context_->options.write_high_water + (kind == frame_kind::data ? 0 : connection_options::control_allowance);
   if (queued + payload.size() > limit) {
@@ -305,14 +316,14 @@ std::error_code connection<Codec, Liveness, UserData>::enqueue(frame_kind kind, 
     }
     return error::write_queue_full;
   }
-  if (!context_->codec.encode(kind, payload, b.pending)) {
+  if (!encode_frame(context_->codec, kind, payload, decoder_state_, handshake_done_ ? b.pending : b.held)) {
     release_buffers_if_idle();
     return error::frame_not_encodable;
   }
   const auto pause_above = context_->options.pause_reading_above;
-  if (pause_above != 0 && b.pending.size() + b.writing.size() > pause_above)
+  if (pause_above != 0 && queued_bytes() > pause_above)
     pause(paused_by_queue);
-  if (!write_in_flight_ && handshake_done_)
+  if (!write_in_flight_ && !b.pending.empty())
     write_pending();
   return {};
 }
@@ -334,6 +345,8 @@ void connection<Codec, Liveness, UserData>::begin_handshake() {
         self->finish(close_reason::handshake_failed, "the handshake did not complete within handshake_timeout", {},
                      true);
     });
+    // A handshake that needs nothing from the peer (a codec passing plain TCP through) completes here.
+    consume({});
   }
 }
 
@@ -345,7 +358,16 @@ void connection<Codec, Liveness, UserData>::complete_handshake(std::string_view 
   if (paused_ & paused_by_queue)
     watch_write_stall(counters_.bytes_sent);
   auto& b = buffers();
-  b.pending.insert(0, reply);
+  b.pending.append(reply);
+  b.pending.append(b.held);
+  std::string{}.swap(b.held);
+  // The next write carries them, whether one is in flight now or not.
+  for (auto& waiting : b.completions) {
+    if (waiting.after_handshake) {
+      waiting.written_by = writes_started_ + 1;
+      waiting.after_handshake = false;
+    }
+  }
   if (!write_in_flight_ && !b.pending.empty())
     write_pending();
 }
@@ -358,7 +380,8 @@ void connection<Codec, Liveness, UserData>::reject_handshake(std::string_view re
   if (timer_)
     timer_->cancel();
   auto& b = buffers();
-  b.pending.assign(reply);
+  std::string{}.swap(b.held);
+  b.pending.append(reply);
   if (!write_in_flight_ && !b.pending.empty())
     write_pending();
   begin_graceful_close(close_reason::handshake_failed, problem);
@@ -400,7 +423,7 @@ void connection<Codec, Liveness, UserData>::on_written(const std::error_code& ec
         return;
     }
   }
-  if (!b.pending.empty() && handshake_done_) {
+  if (!b.pending.empty()) {
     write_pending();
     return;
   }
@@ -418,7 +441,7 @@ template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::complete_sends_written_by(std::uint32_t write) {
   auto& waiting = buffers_->completions;
   std::size_t done = 0;
-  while (done < waiting.size() && detail::reached(write, waiting[done].written_by))
+  while (done < waiting.size() && !waiting[done].after_handshake && detail::reached(write, waiting[done].written_by))
     std::move(waiting[done++].handler).complete({});
   waiting.erase(waiting.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(done));
 }
@@ -496,6 +519,14 @@ void connection<Codec, Liveness, UserData>::consume(std::string_view chunk) {
     }
     if (frame.status == decode_status::partial) {
       offset += frame.consumed;
+      continue;
+    }
+    if (frame.status == decode_status::reply) {
+      offset += frame.consumed;
+      auto& b = buffers();
+      b.pending.append(frame.payload);
+      if (!write_in_flight_ && !b.pending.empty())
+        write_pending();
       continue;
     }
     if (frame.status == decode_status::handshake) {
