@@ -9,9 +9,11 @@
 // their system calls per message with strace (the kernel side, which callgrind does not see).
 //
 //   tether_bench_echo [--quick] [--rounds 5] [--duration 2s] [--connections 100] [--no-callgrind] [--no-strace]
-//   tether_bench_echo serve --variant tether|asio|epoll     (one server, used by the driver)
+//   tether_bench_echo serve --variant tether|tether-websocket|tether-tls|asio|asio-ssl|epoll   (one server)
 #include "clients.hpp"
 #include "servers.hpp"
+#include "tls_clients.hpp"
+#include "tls_servers.hpp"
 
 #include "../support/flags.hpp"
 #include "../support/process.hpp"
@@ -184,6 +186,50 @@ void run_websocket_comparison(const options& opts) {
   fmt::print("  websocket/line: {:.3f} (median of per-round ratios)\n", bench::median(ratios));
 }
 
+// What TLS costs in tether against the same TLS in plain Asio (asio::ssl::stream), both servers with the same
+// OpenSSL context: 1 connection ping-pong inside a session, then full handshakes back to back (each followed by
+// one echo), on one core, the two servers alternating within each round.
+void run_tls_comparison(const options& opts) {
+  bench::pin_to_cpu(server_cpu);
+  const std::string self = bench::self_executable();
+  std::map<std::string, running_server> servers;
+  for (const char* variant : {"tether-tls", "asio-ssl"})
+    servers.emplace(variant, start_server({self, "serve", "--variant", variant}, 10s));
+  std::map<std::string, std::vector<double>> rates, cpu, handshake_rates, handshake_cpu;
+  std::vector<double> echo_ratios, handshake_ratios;
+  for (std::size_t round = 0; round < opts.rounds && !bench::interrupted(); ++round) {
+    std::map<std::string, double> echo_rate, handshake_rate;
+    for (std::size_t k = 0; k < servers.size(); ++k) {
+      const std::string variant = k == round % 2 ? "tether-tls" : "asio-ssl";
+      auto& server = servers.at(variant);
+      const auto echo =
+          bench::echo::tls_ping_pong(server.port, server.process.pid(), opts.warm_up_round_trips, opts.duration);
+      const auto handshake = bench::echo::handshakes(server.port, server.process.pid(), opts.duration);
+      rates[variant].push_back(echo_rate[variant] = echo.round_trips_per_second);
+      cpu[variant].push_back(echo.server_cpu_microseconds);
+      handshake_rates[variant].push_back(handshake_rate[variant] = handshake.handshakes_per_second);
+      handshake_cpu[variant].push_back(handshake.server_cpu_microseconds);
+    }
+    echo_ratios.push_back(echo_rate["tether-tls"] / echo_rate["asio-ssl"]);
+    handshake_ratios.push_back(handshake_rate["tether-tls"] / handshake_rate["asio-ssl"]);
+  }
+  for (auto& [variant, server] : servers)
+    server.process.stop(0ms);
+  fmt::print("\nTLS: tether (tls_codec<line_codec>, 4 strategies) against plain Asio (asio::ssl::stream), the same "
+             "OpenSSL context\n(TLS 1.3, P-256 certificate), client and server on CPU{}, {} rounds, medians\n",
+             server_cpu, echo_ratios.size());
+  fmt::print("  {:<11} {:>14} {:>15} {:>13} {:>17}\n", "server", "round trips/s", "server CPU us", "handshakes/s",
+             "CPU us/handshake");
+  for (const char* variant : {"tether-tls", "asio-ssl"})
+    fmt::print("  {:<11} {:>14.0f} {:>15.2f} {:>13.0f} {:>17.1f}\n", variant, bench::median(rates[variant]),
+               bench::median(cpu[variant]), bench::median(handshake_rates[variant]),
+               bench::median(handshake_cpu[variant]));
+  const double echo_ratio = bench::median(echo_ratios);
+  fmt::print("  tether/asio-ssl: echo {:.3f}, handshakes {:.3f} (medians of per-round ratios)\n", echo_ratio,
+             bench::median(handshake_ratios));
+  fmt::print("  goal tether >= 0.97x plain Asio over TLS: {:.3f} -> {}\n", echo_ratio, goal_text(echo_ratio >= 0.97));
+}
+
 // Instructions the server executes in user space while echoing `messages` round trips, connection setup and
 // shutdown included; nullopt where valgrind is missing or the run failed.
 std::optional<double> callgrind_instructions(const std::string& variant, std::size_t messages) {
@@ -316,6 +362,8 @@ int drive(const options& opts) {
   servers.clear();
   if (!bench::interrupted())
     run_websocket_comparison(opts);
+  if (!bench::interrupted())
+    run_tls_comparison(opts);
   if (opts.callgrind && !bench::interrupted())
     run_callgrind(opts);
   if (opts.syscalls && !bench::interrupted())
@@ -328,11 +376,15 @@ int serve(const std::string& variant) {
     return bench::echo::serve_tether(tether::line_codec{});
   if (variant == "tether-websocket")
     return bench::echo::serve_tether(tether::websocket_codec{.path = ""});
+  if (variant == "tether-tls")
+    return bench::echo::serve_tether_tls();
   if (variant == "asio")
     return bench::echo::serve_asio();
+  if (variant == "asio-ssl")
+    return bench::echo::serve_asio_ssl();
   if (variant == "epoll")
     return bench::echo::serve_epoll();
-  throw bench::usage_error{"--variant is one of tether, tether-websocket, asio, epoll"};
+  throw bench::usage_error{"--variant is one of tether, tether-websocket, tether-tls, asio, asio-ssl, epoll"};
 }
 
 } // namespace

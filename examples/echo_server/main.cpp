@@ -40,7 +40,9 @@ Sends every message back on the connection it came from. DUR is a whole number w
 
   --listen ADDR:PORT               where to listen: 127.0.0.1:7000, [::1]:7000; port 0 picks a free one
   --threads N                      N shards, each on its own thread with its own acceptor on the port
-                                   (SO_REUSEPORT when N > 1); default 1
+                                   (SO_REUSEPORT when N > 1: another process listening on the same port with
+                                   SO_REUSEPORT then silently takes a share of the connections; the listening
+                                   event says so in "port_shared"); default 1
   --codec line|length|websocket    framing: one message per line (default), a 4-byte length prefix, or WebSocket
                                    (RFC 6455, any path; text echoed as text, binary as binary; browsers and
                                    WebSocket libraries answer --heartbeat's pings by themselves)
@@ -198,7 +200,10 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
                                          {"threads", static_cast<std::int64_t>(options.threads)},
                                          {"codec", std::string{examples::codec_name(codec)}},
                                          {"tls", codec.context ? "on" : "off"},
-                                         {"liveness", strategies}};
+                                         {"liveness", strategies},
+                                         {"port_shared", options.threads > 1
+                                                             ? "with any process that binds it with SO_REUSEPORT"
+                                                             : "no"}};
   for (auto& option : examples::listener_option_fields(server.native_handle()))
     listening.push_back(std::move(option));
   events.print("listening", listening);

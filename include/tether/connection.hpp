@@ -116,6 +116,10 @@ struct connection_context {
   // The write queue is down to resume_reading_below after it passed pause_reading_above or refused a send:
   // a producer can go on.
   std::function<void(connection_type&)> on_drain{};
+  // Where set, runs just before on_close with the kernel's view of the connection (TCP_INFO: round trip,
+  // retransmissions, segments unacknowledged) as it stood when the connection closed: what a postmortem of a
+  // timeout needs. Only where the platform has TCP_INFO (Linux); costs one system call per close when set.
+  std::function<void(connection_type&, close_reason, const sockopt::tcp_info&)> on_tcp_info_at_close{};
   tether::stats* stats = nullptr;
 };
 

@@ -149,9 +149,12 @@ EOF
     if [ -n "$variant" ]; then
       grep -q '"event":"connected".*"keepalive":"30s,5s,4","user_timeout":"10s"' "$work/client.out" ||
         fail "the client's connected events do not show the effective keepalive and user timeout"
-      grep -q '"event":"listening".*"reuse_port":"on"' "$work/server.out" || fail "two shards but no reuse_port"
+      grep -q '"event":"listening".*"port_shared":"with any process that binds it with SO_REUSEPORT".*"reuse_port":"on"' \
+        "$work/server.out" || fail "two shards but the listening event shows no reuse_port or shared port"
       [ "$(grep -c '"event":"accepted","remote":"127\.0\.0\.2:' "$work/server.out")" -eq 3 ] ||
         fail "the connections did not come from the --bind address"
+    else
+      grep -q '"event":"listening".*"port_shared":"no"' "$work/server.out" || fail "one shard, yet a shared port"
     fi
     stop_server
     [ "$server_status" -eq 0 ] || fail "the server exited $server_status after SIGTERM"

@@ -7,6 +7,7 @@
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/liveness/heartbeat.hpp>
+#include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/peer_paced.hpp>
 
 #include <asio.hpp>
@@ -292,4 +293,91 @@ TEST_CASE("a connection's own liveness numbers: a peer-declared keep-alive and a
   const auto silent_for = closes[served[1].get()].second - declared_at;
   CHECK(silent_for >= 300ms);
   CHECK(tether::test::within_budget("peer_paced closes a silent peer", silent_for, 300ms + 10ms + scaled(150ms)));
+}
+
+TEST_CASE("mixed peers: heartbeat pings only the connections whose peer said it speaks them") {
+  asio::io_context io;
+  using policy = tether::liveness<tether::heartbeat, tether::idle_reaper>;
+  using mixed_connection = tether::connection<tether::line_codec, policy>;
+  tether::timer_wheel wheel{io, {.tick = 10ms}};
+  asio::ip::tcp::acceptor acceptor{io, {tether::test::loopback, 0}};
+  constexpr auto read_idle = 800ms;
+  tether::connection_context<tether::line_codec, policy> ctx{
+      .liveness = policy{tether::heartbeat{.interval = 100ms, .timeout = 100ms},
+                         tether::idle_reaper{.read_idle = read_idle}}};
+  // Plain clients are the default here; a tether client introduces itself.
+  ctx.on_message = [](mixed_connection& conn, std::string_view line) {
+    if (line == "hello tether")
+      conn.update_liveness<tether::heartbeat>([](tether::heartbeat::state& s) { s.set_pinging(true); });
+  };
+  std::map<const mixed_connection*, close_reason> closes;
+  ctx.on_close = [&](mixed_connection& conn, close_reason why) { closes[&conn] = why; };
+
+  raw_peer plain{io};    // nc: never answers a ping, would print one as a line of data
+  raw_peer speaker{io};  // answers pings as any tether peer does
+  speaker.answer_pings = true;
+  plain.close_on_eof = true;
+  speaker.close_on_eof = true;
+  std::vector<std::shared_ptr<mixed_connection>> served;
+  for (raw_peer* peer : {&plain, &speaker}) {
+    peer->connect(acceptor.local_endpoint());
+    peer->start_reading();
+    served.push_back(mixed_connection::create(acceptor.accept(io), ctx, wheel));
+    served.back()->update_liveness<tether::heartbeat>([](tether::heartbeat::state& s) { s.set_pinging(false); });
+    served.back()->start();
+  }
+  speaker.write("hello tether\n");
+
+  const auto started = std::chrono::steady_clock::now();
+  // Several heartbeat intervals and timeouts: the plain peer neither got a ping nor was declared dead.
+  run_for(io, 500ms);
+  CHECK(served[0]->is_open());
+  CHECK(served[0]->liveness_state<tether::heartbeat>().pings_sent() == 0);
+  CHECK(plain.received.empty());
+  CHECK(served[1]->is_open());
+  CHECK(served[1]->liveness_state<tether::heartbeat>().pings_sent() >= 2);
+  CHECK(speaker.count("\x10ping") >= 2);
+
+  // The silent plain peer is left to the reaper; the speaker, which goes on sending data, stays.
+  while (!closes.contains(served[0].get()) && std::chrono::steady_clock::now() - started < scaled(3000ms)) {
+    speaker.write("still here\n");
+    run_for(io, 100ms);
+  }
+  REQUIRE(closes.contains(served[0].get()));
+  CHECK(closes[served[0].get()] == close_reason::idle_timeout);
+  CHECK(std::chrono::steady_clock::now() - started >= read_idle);
+  CHECK(served[1]->is_open());
+  served[1]->close();
+  run_until(io, [&] { return closes.contains(served[1].get()); });
+}
+
+TEST_CASE("on_tcp_info_at_close hands over the kernel's view of the connection as it closed, before on_close") {
+  asio::io_context io;
+  tether::timer_wheel wheel{io, {.tick = 10ms}};
+  asio::ip::tcp::acceptor acceptor{io, {tether::test::loopback, 0}};
+  tether::connection_context<tether::line_codec> ctx;
+  std::vector<std::string> order;
+  std::optional<tether::sockopt::tcp_info> kernel_view;
+  ctx.on_message = [](connection_type& conn, std::string_view line) { conn.send(line); };
+  ctx.on_tcp_info_at_close = [&](connection_type&, close_reason why, const tether::sockopt::tcp_info& info) {
+    order.push_back("tcp_info " + std::string{tether::close_reason_name(why)});
+    kernel_view = info;
+  };
+  ctx.on_close = [&](connection_type&, close_reason why) {
+    order.push_back("close " + std::string{tether::close_reason_name(why)});
+  };
+  raw_peer peer{io};
+  peer.connect(acceptor.local_endpoint());
+  peer.start_reading();
+  auto conn = connection_type::create(acceptor.accept(io), ctx, wheel);
+  conn->start();
+  peer.write("one\ntwo\n");
+  REQUIRE(run_until(io, [&] { return peer.received == "one\ntwo\n"; }));
+  peer.socket.shutdown(asio::socket_base::shutdown_send);
+  REQUIRE(run_until(io, [&] { return conn->is_closed(); }));
+  CHECK(order == std::vector<std::string>{"tcp_info peer_closed", "close peer_closed"});
+  REQUIRE(kernel_view);
+  CHECK(kernel_view->rtt.count() > 0);  // measured on the echoes
+  CHECK(kernel_view->unacked == 0);
+  CHECK(kernel_view->state == tether::sockopt::tcp_state::close_wait);
 }

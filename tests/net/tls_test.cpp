@@ -11,6 +11,7 @@
 #include <tether/connection.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
+#include <tether/listener.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/tls.hpp>
 
@@ -223,4 +224,89 @@ TEST_CASE("tls: peers TLS must refuse are closed with a reason saying why, withi
     REQUIRE_FALSE(right.client->send("by address"));
     REQUIRE(run_until(io, [&] { return right.echoes.size() == 1; }));
   }
+}
+
+TEST_CASE("tls: a listener keeps its limits over TLS, serves others while a handshake stalls, and stops gracefully") {
+  using codec_type = tether::tls_codec<tether::line_codec>;
+  using connection_type = tether::connection<codec_type>;
+  asio::io_context io;
+  const tether::test::test_certificates files;
+  std::error_code ec;
+  const auto server_context = tether::tls_server_context(files.server_certificate_file(), files.server_key_file(), ec);
+  const auto client_context = tether::tls_client_context(files.ca_file(), ec);
+  REQUIRE(server_context);
+  REQUIRE(client_context);
+  constexpr auto handshake_timeout = scaled(1000ms);
+
+  tether::listener<codec_type> server{io, {.max_connections = 2},
+                                      codec_type{.context = server_context, .handshake_timeout = handshake_timeout}};
+  std::vector<close_reason> server_closes;
+  std::vector<std::string> rejections;
+  server.on_message([](auto& conn, std::string_view line) { conn.send(line); });
+  server.on_close([&](auto&, close_reason why) { server_closes.push_back(why); });
+  server.on_reject([&](const auto&, close_reason why, std::string_view detail) {
+    CHECK(why == close_reason::limit_exceeded);
+    rejections.emplace_back(detail);
+  });
+  REQUIRE_FALSE(server.start());
+
+  tether::timer_wheel wheel{io, {.tick = 10ms}};
+  tether::connection_context<codec_type> client_ctx;
+  client_ctx.codec = codec_type{.context = client_context, .side = tether::tls_role::client, .server_name = "localhost"};
+  std::vector<std::string> echoes;
+  std::map<const connection_type*, close_reason> client_closes;
+  std::size_t goaways = 0;
+  constexpr std::size_t expected_echoes = 201;
+  // What a polite client does after a goaway: take every answer it is owed, then leave.
+  client_ctx.on_message = [&](connection_type& conn, std::string_view line) {
+    echoes.emplace_back(line);
+    if (goaways > 0 && echoes.size() == expected_echoes)
+      conn.close();
+  };
+  client_ctx.on_close = [&](connection_type& conn, close_reason why) { client_closes[&conn] = why; };
+  client_ctx.on_goaway = [&](connection_type& conn) {
+    if (++goaways == 1 && echoes.size() == expected_echoes)
+      conn.close();
+  };
+  const auto tls_client = [&] {
+    connection_type::socket_type socket{io};
+    socket.connect(server.local_endpoint());
+    auto client = connection_type::create(std::move(socket), client_ctx, wheel);
+    client->start();
+    return client;
+  };
+
+  // A connection that never says a word of TLS holds one of the two places until its handshake times out.
+  raw_peer mute{io};
+  mute.close_on_eof = true;
+  mute.connect(server.local_endpoint());
+  mute.start_reading();
+  REQUIRE(run_until(io, [&] { return server.connections() == 1; }));
+  const auto mute_since = std::chrono::steady_clock::now();
+
+  auto served = tls_client();
+  REQUIRE_FALSE(served->send("while another handshake stalls"));
+  REQUIRE(run_until(io, [&] { return echoes.size() == 1; }));
+  CHECK(std::chrono::steady_clock::now() - mute_since < handshake_timeout);
+  CHECK(server_closes.empty());
+
+  auto refused = tls_client();
+  REQUIRE(run_until(io, [&] { return client_closes.contains(refused.get()); }));
+  CHECK(rejections == std::vector<std::string>{"over max_connections"});
+  CHECK(server.stats().refused(tether::connection_limit::max_connections) == 1);
+  CHECK(client_closes[refused.get()] == close_reason::peer_reset);
+
+  REQUIRE(run_until(io, [&] { return mute.closed; }, handshake_timeout + scaled(2000ms)));
+  CHECK(server_closes == std::vector<close_reason>{close_reason::handshake_failed});
+  CHECK(server.connections() == 1);
+
+  // Lines in flight when the stop begins all come back before the polite client leaves.
+  for (int line = 0; line < 200; ++line)
+    REQUIRE_FALSE(served->send(std::string(500, static_cast<char>('a' + line % 26))));
+  server.stop(scaled(3000ms));
+  REQUIRE(run_until(io, [&] { return client_closes.contains(served.get()) && server.connections() == 0; }));
+  CHECK(goaways == 1);
+  CHECK(echoes.size() == expected_echoes);
+  CHECK(client_closes[served.get()] == close_reason::local_close);
+  CHECK(server_closes.back() == close_reason::shutdown);
 }

@@ -822,6 +822,8 @@ void connection<Codec, Liveness, UserData>::finish(close_reason reason, const ch
     wheel_->cancel(*this);
   if (timer_)
     timer_->cancel();
+  sockopt::tcp_info at_close{};
+  const bool kernel_view = context_->on_tcp_info_at_close && !tether::get_option(socket_, at_close);
   std::error_code ignored;
   if (abortive || queued_bytes() > 0)
     detail::set_socket_option(socket_.native_handle(), sockopt::linger::abortive());
@@ -838,6 +840,8 @@ void connection<Codec, Liveness, UserData>::finish(close_reason reason, const ch
   }
   if (context_->stats)
     context_->stats->record_close(reason_);
+  if (kernel_view)
+    context_->on_tcp_info_at_close(*this, reason_, at_close);
   if (context_->on_close)
     context_->on_close(*this, reason_);
 }

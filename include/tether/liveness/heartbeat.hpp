@@ -55,6 +55,18 @@ struct heartbeat {
     // through connection::update_liveness<heartbeat>, which applies them at once.
     void set_interval(std::chrono::milliseconds value) noexcept { interval_ms_ = clamp_ms(value); }
     void set_timeout(std::chrono::milliseconds value) noexcept { timeout_ms_ = clamp_ms(value); }
+    // Whether this connection sends pings (on by default). A peer that does not speak the codec's control frames
+    // (nc, a plain client on a line protocol) would read them as data: turn them off for it and let keepalive
+    // and the reaper keep it. Turned off while a ping is outstanding, its answer is no longer awaited. The
+    // peer's own pings are answered either way.
+    void set_pinging(bool on) noexcept {
+      pinging_off_ = !on;
+      if (pinging_off_) {
+        awaiting_answer_ = false;
+        ping_refused_ = false;
+      }
+    }
+    bool pinging() const noexcept { return !pinging_off_; }
 
   private:
     friend struct heartbeat;
@@ -71,6 +83,7 @@ struct heartbeat {
     std::int32_t timeout_ms_ = 0;
     bool awaiting_answer_ = false;
     bool ping_refused_ = false;
+    bool pinging_off_ = false;
   };
   static constexpr bool needs_control_frames = true;
 
@@ -95,12 +108,16 @@ struct heartbeat {
   }
 
   liveness_clock::time_point next_deadline(const state& s, const activity& seen) const noexcept {
+    if (s.pinging_off_)
+      return liveness_clock::time_point::max();
     if ((s.awaiting_answer_ || s.ping_refused_) && seen.received < s.ping_sent_)
       return s.ping_sent_ + timeout_of(s);
     return seen.received + interval_of(s);
   }
 
   verdict on_deadline(state& s, const activity& seen, liveness_clock::time_point now) const noexcept {
+    if (s.pinging_off_)
+      return verdict::none();
     if (s.awaiting_answer_ || s.ping_refused_) {
       if (seen.received < s.ping_sent_) {
         if (now < s.ping_sent_ + timeout_of(s))
