@@ -8,6 +8,7 @@
 #include "common/socket_report.hpp"
 
 #include <tether/close_reason.hpp>
+#include <tether/ip_network.hpp>
 #include <tether/listener.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 
@@ -31,8 +32,9 @@
 
 namespace {
 
-constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--codec line|length|websocket]
-                   [--tls-cert FILE --tls-key FILE] [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
+constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--reuse-port] [--codec line|length|websocket]
+                   [--tls-cert FILE --tls-key FILE] [--proxy-protocol CIDR[,CIDR...]]
+                   [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
                    [--idle-timeout DUR] [--max-connections N] [--max-per-address N] [--json]
 
 Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
@@ -43,10 +45,16 @@ Sends every message back on the connection it came from. DUR is a whole number w
                                    (SO_REUSEPORT when N > 1: another process listening on the same port with
                                    SO_REUSEPORT then silently takes a share of the connections; the listening
                                    event says so in "port_shared"); default 1
+  --reuse-port                     SO_REUSEPORT even with one shard: a new server process can bind the port
+                                   while this one still serves (a rolling restart)
   --codec line|length|websocket    framing: one message per line (default), a 4-byte length prefix, or WebSocket
                                    (RFC 6455, any path; text echoed as text, binary as binary; browsers and
                                    WebSocket libraries answer --heartbeat's pings by themselves)
   --tls-cert FILE --tls-key FILE   serve every codec over TLS with this certificate chain and private key (PEM)
+  --proxy-protocol CIDR[,CIDR...]  connections from these networks (balancers: HAProxy send-proxy, nginx
+                                   proxy_protocol) begin with a PROXY protocol v1 or v2 header naming the client,
+                                   whose address then counts for --max-per-address and shows as "remote"; other
+                                   sources may not send one
   --keepalive IDLE,INTERVAL,COUNT  kernel keepalive: after IDLE without traffic, COUNT probes INTERVAL apart
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
   --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
@@ -54,12 +62,14 @@ Sends every message back on the connection it came from. DUR is a whole number w
   --idle-timeout DUR               close connections that carried no message in either direction for DUR
                                    (heartbeats do not count)
   --max-connections N              refuse connections beyond N open at once; default 0, unlimited
-  --max-per-address N              refuse more than N open connections per remote address; default 0, unlimited
+  --max-per-address N              refuse more than N open connections per remote address (the client's, behind
+                                   --proxy-protocol); default 0, unlimited
   --json                           one JSON object per line on stdout, with an "event" field
   --help                           print this text
 
 Prints the listening socket's options as the kernel holds them, then one line per event: listening, accepted
-(with the connection's options), heartbeat (rtt_us), rejected (reason), closed (reason, detail, after_ms since
+(with the connection's options; behind --proxy-protocol "proxy", the balancer's address, and "proxy_header":
+v1, v2, or "local" for the balancer's own health checks, in closed events too), heartbeat (rtt_us), rejected (reason), closed (reason, detail, after_ms since
 the last byte received; close_code, the WebSocket status code the peer sent), stopping, and stopped (counts per
 close reason).
 
@@ -77,6 +87,8 @@ struct server_options {
   std::optional<tether::idle_reaper> idle_reaper;
   std::string tls_certificate;
   std::string tls_key;
+  std::vector<tether::ip_network> proxy_sources;
+  bool reuse_port = false;
   std::size_t max_connections = 0;
   std::size_t max_per_address = 0;
   bool json = false;
@@ -103,6 +115,7 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
     options.threads = *n;
     return true;
   });
+  flags.toggle("--reuse-port", [&] { options.reuse_port = true; });
   examples::add_connection_flags(flags, options.connection);
   flags.value("--idle-timeout", "DUR above 0 (e.g. 5min)", [&](std::string_view v) {
     const auto idle = examples::parse_duration(v);
@@ -118,6 +131,16 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
   flags.value("--tls-key", "FILE (a PEM private key)", [&](std::string_view v) {
     options.tls_key = v;
     return !v.empty();
+  });
+  flags.value("--proxy-protocol", "CIDR[,CIDR...] (e.g. 10.0.0.0/8,127.0.0.1)", [&](std::string_view v) {
+    options.proxy_sources.clear();
+    for (const auto part : examples::split(v, ',')) {
+      std::error_code ec;
+      options.proxy_sources.push_back(tether::ip_network::parse(part, ec));
+      if (ec)
+        return false;
+    }
+    return !options.proxy_sources.empty();
   });
   flags.value("--max-connections", "N (0 = unlimited)", [&](std::string_view v) {
     const auto n = examples::parse_integer<std::size_t>(v);
@@ -155,18 +178,28 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   tether::listener<Codec, Liveness> server{io,
                                            {.address = options.listen.address(),
                                             .port = options.listen.port(),
-                                            .reuse_port = options.threads > 1,
+                                            .reuse_port = options.reuse_port || options.threads > 1,
                                             .shards = options.threads,
                                             .max_connections = options.max_connections,
-                                            .max_per_address = options.max_per_address},
+                                            .max_per_address = options.max_per_address,
+                                            .proxy_protocol = {.trusted = options.proxy_sources}},
                                            codec, liveness};
   using connection_type = typename tether::listener<Codec, Liveness>::connection_type;
   // Shards run their handlers concurrently, hence an atomic; the printer serialises its own lines.
   std::atomic<std::uint64_t> echoed{0};
 
+  // Behind a balancer: its address where it differs from remote, and which header it sent.
+  const auto add_proxy_fields = [](std::vector<examples::field>& fields, const connection_type& conn) {
+    if (const tether::proxy_details* via = conn.proxy()) {
+      if (!via->local)
+        fields.push_back({"proxy", examples::endpoint_text(via->proxy)});
+      fields.push_back({"proxy_header", via->local ? std::string{"local"} : fmt::format("v{}", via->version)});
+    }
+  };
   server.on_accept([&](connection_type& conn) {
     std::vector<examples::field> fields{{"remote", examples::endpoint_text(conn.remote())},
                                         {"live", static_cast<std::int64_t>(server.connections())}};
+    add_proxy_fields(fields, conn);
     for (auto& option : examples::connection_option_fields(conn.socket().native_handle()))
       fields.push_back(std::move(option));
     events.print("accepted", fields);
@@ -186,6 +219,7 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   });
   server.on_close([&](connection_type& conn, tether::close_reason why) {
     std::vector<examples::field> fields{{"remote", examples::endpoint_text(conn.remote())}};
+    add_proxy_fields(fields, conn);
     const auto closing = examples::close_fields(conn, why);
     fields.insert(fields.end(), closing.begin(), closing.end());
     events.print("closed", fields);
@@ -201,9 +235,13 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
                                          {"codec", std::string{examples::codec_name(codec)}},
                                          {"tls", codec.context ? "on" : "off"},
                                          {"liveness", strategies},
-                                         {"port_shared", options.threads > 1
+                                         {"port_shared", options.reuse_port || options.threads > 1
                                                              ? "with any process that binds it with SO_REUSEPORT"
                                                              : "no"}};
+  std::string trusted;
+  for (const auto& network : options.proxy_sources)
+    trusted += (trusted.empty() ? "" : ",") + network.to_string();
+  listening.push_back({"proxy_protocol", trusted.empty() ? std::string{"off"} : "from " + trusted});
   for (auto& option : examples::listener_option_fields(server.native_handle()))
     listening.push_back(std::move(option));
   events.print("listening", listening);

@@ -34,6 +34,7 @@
 #include <tether/detail/posted_completion.hpp>
 #include <tether/error.hpp>
 #include <tether/liveness/liveness.hpp>
+#include <tether/proxy_protocol.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
@@ -237,7 +238,10 @@ public:
   // still queued stays counted here after the close.
   std::size_t discarded_bytes() const noexcept { return phase_ == phase::closed ? queued_bytes() : 0; }
 
+  // The peer: the client, for a connection a trusted balancer brought with a PROXY protocol header.
   const asio::ip::tcp::endpoint& remote() const noexcept { return remote_; }
+  // The balancer a PROXY protocol header came from, and what it said; null for a connection without one.
+  const proxy_details* proxy() const noexcept { return rare_ && rare_->proxy ? &*rare_->proxy : nullptr; }
   socket_type& socket() noexcept { return socket_; }
   executor_type get_executor() noexcept { return socket_.get_executor(); }
   const context_type& context() const noexcept { return *context_; }
@@ -302,10 +306,12 @@ private:
     std::vector<completion> completions;  // async_send callers, in write order
   };
   using receive_completion = detail::posted_completion<std::error_code, std::string>;
-  // The receive side of async_receive: a waiting receiver, or one message waiting for a receiver.
-  struct receive_slot {
+  // What few connections use, allocated on first use: the receive side of async_receive (a waiting receiver,
+  // or one message waiting for a receiver) and what a balancer's PROXY protocol header said.
+  struct rarely_used {
     std::optional<receive_completion> waiting;
     std::optional<std::string> held;
+    std::optional<proxy_details> proxy;
   };
   // Why reading is paused; reading runs only when none holds.
   static constexpr std::uint8_t paused_by_user = 1;
@@ -313,6 +319,7 @@ private:
   static constexpr std::uint8_t paused_by_held_message = 4;
 
   io_buffers& buffers();
+  rarely_used& rare();
   void release_buffers_if_idle() noexcept;
   std::error_code enqueue(frame_kind kind, std::string_view payload);
   void write_pending();
@@ -360,10 +367,11 @@ private:
   [[no_unique_address]] typename Codec::decoder_state decoder_state_{};
   std::unique_ptr<io_buffers> buffers_;
   std::unique_ptr<asio::steady_timer> timer_;  // the graceful close's deadline, or the write-stall check
-  std::unique_ptr<receive_slot> receive_;
+  std::unique_ptr<rarely_used> rare_;
   connection_counters counters_{};
   [[no_unique_address]] UserData user_data_{};
   asio::ip::tcp::endpoint remote_{};
+  std::uint32_t registry_slot_ = 0;  // where a listener's shard files it
   std::error_code close_error_{};
   const char* close_detail_ = "";  // always a string literal
   std::uint32_t writes_started_ = 0;
@@ -379,8 +387,8 @@ private:
   bool handshake_done_ = !handshaking_codec<Codec>;  // frames are written only once the codec's handshake is
   bool received_binary_ = false;
   bool refused_send_ = false;  // a send was refused for the high-water mark since the queue last drained
+  bool refuse_proxy_header_ = false;  // from an untrusted source of a listener that takes PROXY protocol headers
   std::uint8_t paused_ = 0;
-  std::uint32_t registry_slot_ = 0;  // where a listener's shard files it
 };
 
 } // namespace tether

@@ -48,6 +48,9 @@ enum class error {
   write_stall_timeout_not_positive,
   peer_paced_interval_negative,
   peer_paced_multiplier_below_one,
+  network_not_cidr,
+  proxy_header_timeout_not_positive,
+  proxy_max_header_size_too_small,
 };
 
 namespace detail {
@@ -129,6 +132,12 @@ public:
       return "heartbeat.max_ping_strikes must be at least 1";
     case error::idle_reaper_bound_negative:
       return "idle_reaper.read_idle, write_idle and all_idle must be at least 0ms (0 is off)";
+    case error::network_not_cidr:
+      return "a network is an IPv4 or IPv6 address with an optional /prefix length: 10.0.0.0/8, fd00::/8, 127.0.0.1";
+    case error::proxy_header_timeout_not_positive:
+      return "proxy_protocol_options.header_timeout must be at least 1ms";
+    case error::proxy_max_header_size_too_small:
+      return "proxy_protocol_options.max_header_size must be at least 232 bytes (the PROXY protocol's minimum)";
     }
     return "unknown tether error";
   }

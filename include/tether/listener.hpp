@@ -20,7 +20,8 @@
 //
 // Limits. A connection over max_connections or max_per_address is closed at once (RST or FIN, as configured),
 // counted in stats() under limit_exceeded and under the limit (stats().refused(limit)), and reported to
-// on_reject with a detail naming the limit; it never reaches the other handlers.
+// on_reject with a detail naming the limit; it never reaches the other handlers. Behind a balancer that sends
+// PROXY protocol headers (options.proxy_protocol), the per-address limit counts the clients' own addresses.
 //
 // Running out of descriptors (EMFILE, ENFILE) or memory makes a shard pause accepting, for accept_retry_initial
 // doubling up to accept_retry_max, instead of spinning on a connection the kernel keeps queued. Its connections
@@ -36,6 +37,7 @@
 #include <tether/detail/listener_shard.hpp>
 #include <tether/detail/listener_workers.hpp>
 #include <tether/liveness/liveness.hpp>
+#include <tether/proxy_protocol.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
@@ -79,6 +81,9 @@ struct listener_options {
   // persist), doubling per failure and reset by a successful accept: the values Go's net/http uses.
   std::chrono::milliseconds accept_retry_initial{5};
   std::chrono::milliseconds accept_retry_max{1000};
+  // Off (no trusted source) by default: which balancers must begin their connections with a PROXY protocol
+  // header, how long they have, and how long it may be (tether/proxy_protocol.hpp).
+  proxy_protocol_options proxy_protocol{};
 
   std::error_code validate() const noexcept;
 };
@@ -110,8 +115,10 @@ public:
   void on_accept(std::function<void(connection_type&)> handler);
   void on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler);
   // A connection closed before it became one: over a limit (limit_exceeded, with the detail "over
-  // max_connections" or "over max_per_address"), arriving while the listener stops (shutdown), or one a shard's
-  // io_context could not take over (io_error). It reaches no other handler. The detail is a string literal.
+  // max_connections" or "over max_per_address"), arriving while the listener stops (shutdown), one a shard's
+  // io_context could not take over (io_error), or a trusted balancer's without a valid PROXY protocol header
+  // (protocol_error, handshake_failed on its timeout, peer_closed, peer_reset; the endpoint is the balancer's).
+  // It reaches no other handler. The detail is a string literal.
   void on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view detail)> handler);
 
   // Validates every option (the listener's, the connections', the wheel's and each strategy's: the error names

@@ -114,6 +114,8 @@ usage)
   expect_usage_error "$s" --max-per-address --listen 127.0.0.1:0 --max-per-address -1
   expect_usage_error "$s" --verbose --listen 127.0.0.1:0 --verbose
   expect_usage_error "$s" --tls-cert --listen 127.0.0.1:0 --tls-cert cert.pem
+  expect_usage_error "$s" --proxy-protocol --listen 127.0.0.1:0 --proxy-protocol 10.0.0.0/33
+  expect_usage_error "$s" --proxy-protocol --listen 127.0.0.1:0 --proxy-protocol 10.0.0.0/8,
   expect_usage_error "$c" --tls-ca --connect 127.0.0.1:7000 --tls-ca ca.pem
   expect_usage_error "$c" --connect --messages 2
   expect_usage_error "$c" --connect --connect localhost:7000
@@ -162,6 +164,22 @@ EOF
     [ "$(count "$work/server.out" closed reason peer_closed)" -eq 3 ] || fail "expected 3 peer_closed events"
     [ "$(count "$work/server.out" stopped echoed 12)" -eq 1 ] || fail "the summary does not count 12 echoes"
   done
+  # --reuse-port with one shard: a second server binds the same port while the first serves.
+  start_server --reuse-port
+  grep -q '"event":"listening".*"port_shared":"with any process that binds it with SO_REUSEPORT".*"reuse_port":"on"' \
+    "$work/server.out" || fail "--reuse-port but the listening event shows no shared port"
+  timeout 10 "$server_bin" --listen "127.0.0.1:$port" --reuse-port --json >"$work/second.out" 2>&1 &
+  second_pid=$!
+  for _ in $(seq $((50 * scale))); do
+    grep -q '"event":"listening"' "$work/second.out" && break
+    sleep 0.1
+  done
+  grep -q "\"event\":\"listening\",\"address\":\"127.0.0.1:$port\"" "$work/second.out" ||
+    fail "a second --reuse-port server could not bind the port: $(cat "$work/second.out")"
+  kill -TERM "$second_pid"
+  wait "$second_pid" || fail "the second server did not exit 0 after SIGTERM"
+  stop_server
+  [ "$server_status" -eq 0 ] || fail "the --reuse-port server exited $server_status after SIGTERM"
   ;;
 
 closed-port)

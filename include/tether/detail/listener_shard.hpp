@@ -1,7 +1,7 @@
 // One shard of a tether::listener: an io_context's share of the work. A shard accepts (when it has an acceptor
-// of its own, or as shard 0 handing connections out), admits connections against the shared limits, serves
-// them with its own timer wheel and connection settings, keeps a registry of them for stopping, and winds down
-// so that its io_context runs out of work.
+// of its own, or as shard 0 handing connections out), reads the PROXY protocol header of a trusted balancer's
+// connection, admits connections against the shared limits, serves them with its own timer wheel and connection
+// settings, keeps a registry of them for stopping, and winds down so that its io_context runs out of work.
 //
 // Everything here runs on the shard's io_context thread except construction, which happens in start() before
 // that thread runs anything of the shard's.
@@ -12,6 +12,8 @@
 #include <tether/connection.hpp>
 #include <tether/detail/listener_limits.hpp>
 #include <tether/detail/native_socket.hpp>
+#include <tether/detail/proxy_header.hpp>
+#include <tether/proxy_protocol.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
@@ -31,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -45,6 +48,7 @@ struct shard_options {
   bool reject_abortively;
   std::chrono::milliseconds accept_retry_initial;
   std::chrono::milliseconds accept_retry_max;
+  proxy_protocol_options proxy_protocol;
 };
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -139,6 +143,7 @@ public:
     if (stopping_)
       return;
     stop_accepting();
+    abandon_awaited_headers();
     for (const auto& conn : live_connections()) {
       if constexpr (Codec::carries_control_frames) {
         if (conn->send_goaway() && conn->is_open())
@@ -167,6 +172,7 @@ public:
 
   void abort_all() {
     stop_accepting();
+    abandon_awaited_headers();
     for (const auto& conn : live_connections())
       conn->abort(close_reason::shutdown);
     wind_down();
@@ -195,8 +201,131 @@ private:
       return;
     }
     retry_delay_ = core_.options.accept_retry_initial;
-    admit(std::move(socket), peer_);
+    const auto& proxying = core_.options.proxy_protocol;
+    if (!proxying.enabled())
+      admit(std::move(socket), peer_);
+    else if (proxying.trusts(peer_.address()))
+      await_proxy_header(std::move(socket), peer_);
+    else
+      admit(std::move(socket), peer_, {}, true);
     accept_next();
+  }
+
+  // A trusted balancer's connection, until its PROXY protocol header has arrived: it becomes a connection only
+  // then, under the client's address, and the header's bytes are the only ones taken from the socket.
+  struct awaited_header {
+    awaited_header(socket_type s, const asio::ip::tcp::endpoint& from, asio::io_context& io)
+        : socket(std::move(s)), balancer(from), timer(io) {}
+    socket_type socket;
+    asio::ip::tcp::endpoint balancer;
+    asio::steady_timer timer;
+    std::string received;
+    std::size_t slot = 0;  // in awaited_headers_
+  };
+
+  void await_proxy_header(socket_type socket, const asio::ip::tcp::endpoint& balancer) {
+    std::error_code ec;
+    socket.non_blocking(true, ec);
+    if (ec) {
+      refuse(std::move(socket), balancer, close_reason::io_error, "the socket could not be prepared");
+      return;
+    }
+    auto awaited = std::make_shared<awaited_header>(std::move(socket), balancer, io_);
+    awaited->slot = awaited_headers_.size();
+    awaited_headers_.push_back(awaited);
+    awaited->timer.expires_after(core_.options.proxy_protocol.header_timeout);
+    awaited->timer.async_wait([weak = this->weak_from_this(), header = std::weak_ptr<awaited_header>(awaited)](
+                                  const std::error_code& ec) {
+      auto self = weak.lock();
+      auto awaited = header.lock();
+      if (self && awaited && !ec)
+        self->give_up_on_header(*awaited, close_reason::handshake_failed,
+                                "no complete PROXY protocol header within header_timeout");
+    });
+    wait_for_header_bytes(awaited);
+  }
+
+  void wait_for_header_bytes(const std::shared_ptr<awaited_header>& awaited) {
+    awaited->socket.async_wait(socket_type::wait_read,
+                               [weak = this->weak_from_this(), awaited](const std::error_code& ec) {
+                                 // An error here is the socket closed by the timeout or a stop.
+                                 if (auto self = weak.lock(); self && !ec)
+                                   self->read_header_bytes(awaited);
+                               });
+  }
+
+  // Peeks at what arrived, then takes from the socket exactly the bytes the header is known to span: all of them
+  // while it is incomplete (no CRLF yet, or fewer than its stated length), its length once it is complete.
+  void read_header_bytes(const std::shared_ptr<awaited_header>& awaited) {
+    const std::size_t max_size = std::max(proxy_v1_max_size, core_.options.proxy_protocol.max_header_size);
+    std::string bytes = awaited->received;
+    const std::size_t before = bytes.size();
+    bytes.resize(max_size);
+    std::error_code ec;
+    const std::size_t peeked = awaited->socket.receive(asio::buffer(bytes.data() + before, max_size - before),
+                                                       asio::socket_base::message_peek, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      wait_for_header_bytes(awaited);
+      return;
+    }
+    if (ec == asio::error::eof) {
+      give_up_on_header(*awaited, close_reason::peer_closed, "the connection ended before its PROXY protocol header");
+      return;
+    }
+    if (ec) {
+      give_up_on_header(*awaited, ec == asio::error::connection_reset ? close_reason::peer_reset : close_reason::io_error,
+                        "the connection failed before its PROXY protocol header ended");
+      return;
+    }
+    bytes.resize(before + peeked);
+    const proxy_header header = parse_proxy_header(bytes, core_.options.proxy_protocol.max_header_size);
+    if (header.status == proxy_header_status::invalid) {
+      give_up_on_header(*awaited, close_reason::protocol_error, header.problem);
+      return;
+    }
+    const bool complete = header.status == proxy_header_status::complete;
+    const std::size_t take = (complete ? header.length : bytes.size()) - before;
+    const std::size_t taken = awaited->socket.receive(asio::buffer(bytes.data() + before, take), 0, ec);
+    if (ec || taken != take) {
+      give_up_on_header(*awaited, close_reason::io_error, "the PROXY protocol header could not be read");
+      return;
+    }
+    if (!complete) {
+      awaited->received.assign(bytes, 0, before + take);
+      wait_for_header_bytes(awaited);
+      return;
+    }
+    const proxy_details details{.proxy = awaited->balancer, .destination = header.destination,
+                                .version = header.version, .local = header.local};
+    const asio::ip::tcp::endpoint client = header.local ? awaited->balancer : header.source;
+    socket_type socket = std::move(awaited->socket);
+    forget_header(*awaited);
+    admit(std::move(socket), client, details);
+  }
+
+  void give_up_on_header(awaited_header& awaited, close_reason why, const char* detail) {
+    socket_type socket = std::move(awaited.socket);
+    const asio::ip::tcp::endpoint balancer = awaited.balancer;
+    forget_header(awaited);
+    refuse(std::move(socket), balancer, why, detail);
+  }
+
+  void forget_header(awaited_header& awaited) {
+    awaited.timer.cancel();
+    const std::size_t slot = awaited.slot;
+    std::shared_ptr<awaited_header> last_reference = std::move(awaited_headers_[slot]);
+    if (slot + 1 != awaited_headers_.size()) {
+      awaited_headers_[slot] = std::move(awaited_headers_.back());
+      awaited_headers_[slot]->slot = slot;
+    }
+    awaited_headers_.pop_back();
+  }
+
+  void abandon_awaited_headers() {
+    while (!awaited_headers_.empty()) {
+      const auto awaited = awaited_headers_.back();
+      give_up_on_header(*awaited, close_reason::shutdown, "the listener is stopping");
+    }
   }
 
   // The connections waiting in the kernel's queue stay there meanwhile; existing connections are served as usual.
@@ -209,7 +338,9 @@ private:
     });
   }
 
-  void admit(socket_type socket, const asio::ip::tcp::endpoint& peer) {
+  // `peer` is the address the connection is counted and known by: the client's, where a header named it.
+  void admit(socket_type socket, const asio::ip::tcp::endpoint& peer, std::optional<proxy_details> via = {},
+             bool refuse_proxy_header = false) {
     if (const auto over = core_.limits.try_admit(peer.address())) {
       core_.stats.record_refused(*over);
       close_refused(std::move(socket));
@@ -219,34 +350,36 @@ private:
       return;
     }
     if (!core_.shard_0_hands_out) {
-      serve(std::move(socket), peer);
+      serve(std::move(socket), peer, std::move(via), refuse_proxy_header);
       return;
     }
     const auto& target = core_.shards[next_target_];
     next_target_ = (next_target_ + 1) % core_.shards.size();
     if (target.get() == this)
-      serve(std::move(socket), peer);
+      serve(std::move(socket), peer, std::move(via), refuse_proxy_header);
     else
-      hand_out(target, std::move(socket), peer);
+      hand_out(target, std::move(socket), peer, std::move(via), refuse_proxy_header);
   }
 
   // The descriptor travels bare so that the target registers it with its own reactor, on its own thread. Where
   // the platform cannot release a socket from its io_context (Windows before 8.1), this shard serves it.
-  void hand_out(const std::shared_ptr<listener_shard>& target, socket_type socket,
-                const asio::ip::tcp::endpoint& peer) {
+  void hand_out(const std::shared_ptr<listener_shard>& target, socket_type socket, const asio::ip::tcp::endpoint& peer,
+                std::optional<proxy_details> via, bool refuse_proxy_header) {
     std::error_code ec;
     socket_in_transit moving{socket.release(ec)};
     if (ec) {
-      serve(std::move(socket), peer);
+      serve(std::move(socket), peer, std::move(via), refuse_proxy_header);
       return;
     }
-    asio::post(target->io_, [weak = std::weak_ptr<listener_shard>(target), moving = std::move(moving), peer]() mutable {
+    asio::post(target->io_, [weak = std::weak_ptr<listener_shard>(target), moving = std::move(moving), peer,
+                             via = std::move(via), refuse_proxy_header]() mutable {
       if (auto shard = weak.lock())
-        shard->take(std::move(moving), peer);
+        shard->take(std::move(moving), peer, std::move(via), refuse_proxy_header);
     });
   }
 
-  void take(socket_in_transit moving, const asio::ip::tcp::endpoint& peer) {
+  void take(socket_in_transit moving, const asio::ip::tcp::endpoint& peer, std::optional<proxy_details> via,
+            bool refuse_proxy_header) {
     socket_type socket{io_};
     std::error_code ec;
     socket.assign(peer.protocol(), moving.handle(), ec);
@@ -261,12 +394,16 @@ private:
       refuse(std::move(socket), peer, close_reason::shutdown, "the listener is stopping");
       return;
     }
-    serve(std::move(socket), peer);
+    serve(std::move(socket), peer, std::move(via), refuse_proxy_header);
   }
 
-  void serve(socket_type socket, const asio::ip::tcp::endpoint& peer) {
+  void serve(socket_type socket, const asio::ip::tcp::endpoint& peer, std::optional<proxy_details> via,
+             bool refuse_proxy_header) {
     auto created = connection_type::create(std::move(socket), context_, *wheel_, peer);
     connection_type& conn = *created;
+    if (via)
+      conn.rare().proxy = *via;
+    conn.refuse_proxy_header_ = refuse_proxy_header;
     conn.registry_slot_ = static_cast<std::uint32_t>(registry_.size());
     registry_.push_back(std::move(created));
     conn.start();
@@ -347,6 +484,7 @@ private:
   std::chrono::milliseconds retry_delay_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> keep_running_;
   std::vector<std::shared_ptr<connection_type>> registry_;
+  std::vector<std::shared_ptr<awaited_header>> awaited_headers_;
   std::size_t next_target_ = 0;
   bool stopping_ = false;
 };

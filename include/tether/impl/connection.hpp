@@ -2,6 +2,7 @@
 #pragma once
 
 #include <tether/connection.hpp>
+#include <tether/detail/proxy_header.hpp>
 #include <tether/detail/read_scratch.hpp>
 
 #include <asio/write.hpp>
@@ -84,7 +85,8 @@ void connection<Codec, Liveness, UserData>::start() {
     finish(close_reason::peer_reset, "the peer reset the connection before it started", ec, true);
     return;
   }
-  remote_ = peer;
+  if (const proxy_details* via = proxy(); !via || via->local)
+    remote_ = peer;
   socket_.non_blocking(true, ec);
   if (!ec && context_->options.no_delay)
     ec = set_option(socket_, sockopt::no_delay{true});
@@ -173,15 +175,14 @@ auto connection<Codec, Liveness, UserData>::async_receive(CompletionToken&& toke
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::begin_receive(receive_completion receiver) {
-  if (!receive_)
-    receive_ = std::make_unique<receive_slot>();
-  if (receive_->waiting) {
+  rarely_used& slot = rare();
+  if (slot.waiting) {
     std::move(receiver).complete(error::receive_pending, {});
     return;
   }
-  if (receive_->held) {
-    std::string message = std::move(*receive_->held);
-    receive_->held.reset();
+  if (slot.held) {
+    std::string message = std::move(*slot.held);
+    slot.held.reset();
     std::move(receiver).complete({}, std::move(message));
     resume(paused_by_held_message);
     return;
@@ -190,7 +191,7 @@ void connection<Codec, Liveness, UserData>::begin_receive(receive_completion rec
     std::move(receiver).complete(make_error_code(reason_), {});
     return;
   }
-  receive_->waiting.emplace(std::move(receiver));
+  slot.waiting.emplace(std::move(receiver));
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -290,6 +291,13 @@ auto connection<Codec, Liveness, UserData>::buffers() -> io_buffers& {
   if (!buffers_)
     buffers_ = std::make_unique<io_buffers>();
   return *buffers_;
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+auto connection<Codec, Liveness, UserData>::rare() -> rarely_used& {
+  if (!rare_)
+    rare_ = std::make_unique<rarely_used>();
+  return *rare_;
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -505,6 +513,20 @@ void connection<Codec, Liveness, UserData>::consume(std::string_view chunk) {
   if (continuing)
     buffers_->inbox.append(chunk);
   const std::string_view input = continuing ? std::string_view{buffers_->inbox} : chunk;
+  if (refuse_proxy_header_) {
+    switch (detail::proxy_signature_in(input)) {
+    case detail::proxy_signature::present:
+      close_for(close_reason::protocol_error, "a PROXY protocol header from a source that is not trusted to send one");
+      return;
+    case detail::proxy_signature::undecided:
+      if (!continuing)
+        buffers().inbox.assign(input);
+      return;
+    case detail::proxy_signature::absent:
+      refuse_proxy_header_ = false;
+      break;
+    }
+  }
 
   std::size_t offset = 0;
   while (phase_ == phase::open && paused_ == 0) {
@@ -560,16 +582,14 @@ void connection<Codec, Liveness, UserData>::dispatch(const decoded& frame) {
     received_binary_ = frame.kind == frame_kind::binary;
     ++counters_.messages_received;
     note_received(true);
-    if (receive_ && receive_->waiting) {
-      auto receiver = std::move(*receive_->waiting);
-      receive_->waiting.reset();
+    if (rare_ && rare_->waiting) {
+      auto receiver = std::move(*rare_->waiting);
+      rare_->waiting.reset();
       std::move(receiver).complete({}, std::string{frame.payload});
     } else if (context_->on_message) {
       context_->on_message(*this, frame.payload);
     } else {
-      if (!receive_)
-        receive_ = std::make_unique<receive_slot>();
-      receive_->held.emplace(frame.payload);
+      rare().held.emplace(frame.payload);
       pause(paused_by_held_message);
     }
     return;
@@ -833,9 +853,9 @@ void connection<Codec, Liveness, UserData>::finish(close_reason reason, const ch
       std::move(waiting.handler).complete(make_error_code(reason_));
     buffers_->completions.clear();
   }
-  if (receive_ && receive_->waiting) {
-    auto receiver = std::move(*receive_->waiting);
-    receive_->waiting.reset();
+  if (rare_ && rare_->waiting) {
+    auto receiver = std::move(*rare_->waiting);
+    rare_->waiting.reset();
     std::move(receiver).complete(make_error_code(reason_), {});
   }
   if (context_->stats)

@@ -18,6 +18,8 @@ inline std::error_code listener_options::validate() const noexcept {
     return error::accept_retry_initial_not_positive;
   if (accept_retry_max < accept_retry_initial)
     return error::accept_retry_max_below_initial;
+  if (auto ec = proxy_protocol.validate())
+    return ec;
   return wheel.validate();
 }
 
@@ -29,7 +31,8 @@ listener<Codec, Liveness, UserData>::listener(asio::io_context& io, listener_opt
             {.wheel = options_.wheel,
              .reject_abortively = options_.reject == listener_options::rejection::abortive,
              .accept_retry_initial = options_.accept_retry_initial,
-             .accept_retry_max = options_.accept_retry_max},
+             .accept_retry_max = options_.accept_retry_max,
+             .proxy_protocol = options_.proxy_protocol},
             options_.max_connections, options_.max_per_address) {}
 
 template <class Codec, liveness_policy Liveness, class UserData>
