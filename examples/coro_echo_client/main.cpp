@@ -7,6 +7,7 @@
 // back unchanged, 1 when the connection failed or an echo was wrong, 2 for a bad command line.
 #include "common/cli.hpp"
 #include "common/socket_report.hpp"
+#include "common/with_error.hpp"
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/connector.hpp>
@@ -14,7 +15,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/core.h>
 
@@ -25,7 +25,7 @@ namespace {
 
 using policy = tether::liveness<tether::heartbeat>;
 using client_type = tether::connector<tether::line_codec, policy>;
-constexpr auto with_error = asio::experimental::as_tuple(asio::use_awaitable);
+using examples::with_error;
 
 struct run_options {
   asio::ip::tcp::endpoint server;

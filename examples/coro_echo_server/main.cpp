@@ -8,6 +8,7 @@
 // bad command line.
 #include "common/cli.hpp"
 #include "common/socket_report.hpp"
+#include "common/with_error.hpp"
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/format.hpp>
@@ -16,7 +17,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/core.h>
@@ -30,7 +30,7 @@ namespace {
 using policy = tether::liveness<tether::heartbeat>;
 using server_type = tether::listener<tether::line_codec, policy>;
 using connection = server_type::connection_type;
-constexpr auto with_error = asio::experimental::as_tuple(asio::use_awaitable);
+using examples::with_error;
 
 // Echoes until the connection ends; the error of the receive that ends the loop is the close reason.
 asio::awaitable<void> echo(std::shared_ptr<connection> conn) {
