@@ -83,12 +83,17 @@ int serve_tether(Codec codec) {
   return 0;
 }
 
-class asio_echo_session : public std::enable_shared_from_this<asio_echo_session> {
+// Over a plain socket here, over asio::ssl::stream in tls_servers.hpp (which handshakes through stream() first).
+template <class Stream>
+class asio_echo_session : public std::enable_shared_from_this<asio_echo_session<Stream>> {
 public:
-  explicit asio_echo_session(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
+  template <class... StreamArguments>
+  explicit asio_echo_session(StreamArguments&&... arguments) : stream_(std::forward<StreamArguments>(arguments)...) {}
+
+  Stream& stream() noexcept { return stream_; }
 
   void read() {
-    socket_.async_read_some(asio::buffer(input_), [self = shared_from_this()](const std::error_code& ec,
+    stream_.async_read_some(asio::buffer(input_), [self = this->shared_from_this()](const std::error_code& ec,
                                                                               std::size_t n) { self->on_read(ec, n); });
   }
 
@@ -101,8 +106,8 @@ private:
       read();
       return;
     }
-    asio::async_write(socket_, asio::buffer(replies_),
-                      [self = shared_from_this()](const std::error_code& ec, std::size_t) {
+    asio::async_write(stream_, asio::buffer(replies_),
+                      [self = this->shared_from_this()](const std::error_code& ec, std::size_t) {
                         if (ec)
                           return;
                         self->replies_.clear();
@@ -110,7 +115,7 @@ private:
                       });
   }
 
-  asio::ip::tcp::socket socket_;
+  Stream stream_;
   std::array<char, 1024> input_;
   std::string partial_;
   std::string replies_;
@@ -124,7 +129,7 @@ inline int serve_asio() {
       if (ec)
         return;
       socket.set_option(asio::ip::tcp::no_delay{true});
-      std::make_shared<asio_echo_session>(std::move(socket))->read();
+      std::make_shared<asio_echo_session<asio::ip::tcp::socket>>(std::move(socket))->read();
       accept_next();
     });
   };

@@ -16,47 +16,6 @@
 
 namespace bench::echo {
 
-class asio_ssl_echo_session : public std::enable_shared_from_this<asio_ssl_echo_session> {
-public:
-  asio_ssl_echo_session(asio::ip::tcp::socket socket, asio::ssl::context& context)
-      : stream_(std::move(socket), context) {}
-
-  void start() {
-    stream_.async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](const std::error_code& ec) {
-      if (!ec)
-        self->read();
-    });
-  }
-
-private:
-  void read() {
-    stream_.async_read_some(asio::buffer(input_), [self = shared_from_this()](const std::error_code& ec,
-                                                                              std::size_t n) { self->on_read(ec, n); });
-  }
-
-  void on_read(const std::error_code& ec, std::size_t n) {
-    if (ec)
-      return;
-    echo_lines({input_.data(), n}, partial_, replies_);
-    if (replies_.empty()) {
-      read();
-      return;
-    }
-    asio::async_write(stream_, asio::buffer(replies_),
-                      [self = shared_from_this()](const std::error_code& ec, std::size_t) {
-                        if (ec)
-                          return;
-                        self->replies_.clear();
-                        self->read();
-                      });
-  }
-
-  asio::ssl::stream<asio::ip::tcp::socket> stream_;
-  std::array<char, 1024> input_;
-  std::string partial_;
-  std::string replies_;
-};
-
 inline std::shared_ptr<asio::ssl::context> benchmark_server_context(const tether::test::test_certificates& files) {
   std::error_code ec;
   auto context = tether::tls_server_context(files.server_certificate_file(), files.server_key_file(), ec);
@@ -80,7 +39,12 @@ inline int serve_asio_ssl() {
       if (ec)
         return;
       socket.set_option(asio::ip::tcp::no_delay{true});
-      std::make_shared<asio_ssl_echo_session>(std::move(socket), *context)->start();
+      auto session = std::make_shared<asio_echo_session<asio::ssl::stream<asio::ip::tcp::socket>>>(std::move(socket),
+                                                                                                  *context);
+      session->stream().async_handshake(asio::ssl::stream_base::server, [session](const std::error_code& ec) {
+        if (!ec)
+          session->read();
+      });
       accept_next();
     });
   };
