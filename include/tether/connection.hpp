@@ -28,6 +28,7 @@
 // Handlers must not throw: they can run from the timer wheel, which cannot propagate exceptions.
 #pragma once
 
+#include <tether/buffer_budget.hpp>
 #include <tether/close_reason.hpp>
 #include <tether/codec/codec.hpp>
 #include <tether/codec/frame.hpp>
@@ -122,6 +123,9 @@ struct connection_context {
   // timeout needs. Only where the platform has TCP_INFO (Linux); costs one system call per close when set.
   std::function<void(connection_type&, close_reason, const sockopt::tcp_info&)> on_tcp_info_at_close{};
   tether::stats* stats = nullptr;
+  // Where set, the connections' partial frames and queued output stay within it together, the largest holders
+  // closed first (tether/buffer_budget.hpp). It belongs to the thread that runs these connections.
+  buffer_budget* budget = nullptr;
 };
 
 namespace detail {
@@ -176,8 +180,10 @@ public:
   void start();
 
   // Queues one data frame. Fails with connection_not_open once closing, frame_not_encodable when the codec
-  // cannot carry the payload, and write_queue_full over the high-water mark (which also closes the connection
-  // with backpressure unless the options say refuse). The payload is encoded before send() returns.
+  // cannot carry the payload, write_queue_full over the high-water mark (which also closes the connection
+  // with backpressure unless the options say refuse), and buffer_budget_exhausted when the context's budget has
+  // no room and no other connection holds more (which also closes it with over_budget unless the options say
+  // refuse; nothing announces when room frees up). The payload is encoded before send() returns.
   std::error_code send(std::string_view payload);
   // The same as a binary message where the codec tells binary from text (WebSocket); as data elsewhere.
   std::error_code send_binary(std::string_view payload);
@@ -304,6 +310,7 @@ private:
       bool after_handshake = false;  // queued before the handshake: written by the write that follows it
     };
     std::vector<completion> completions;  // async_send callers, in write order
+    detail::budget_share budget_share;    // what of the context's budget these buffers hold
   };
   using receive_completion = detail::posted_completion<std::error_code, std::string>;
   // What few connections use, allocated on first use: the receive side of async_receive (a waiting receiver,
@@ -321,6 +328,8 @@ private:
   io_buffers& buffers();
   rarely_used& rare();
   void release_buffers_if_idle() noexcept;
+  bool settle_budget(bool judge_growth);
+  static void evict_for_budget(void* self) noexcept;
   std::error_code enqueue(frame_kind kind, std::string_view payload);
   void write_pending();
   void on_written(const std::error_code& ec, std::size_t transferred);

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <tether/backoff.hpp>
+#include <tether/buffer_budget.hpp>
 #include <tether/close_reason.hpp>
 #include <tether/codec/codec.hpp>
 #include <tether/connection.hpp>
@@ -60,6 +61,10 @@ struct connector_options {
   bool reconnect = false;
   backoff retry{};
   timer_wheel_options wheel{};
+  // Where set, the connection's partial frames and queued output count against this budget, which may be shared
+  // by every connector of the thread that runs it (tether/buffer_budget.hpp). Not owned: it must outlive the
+  // connector.
+  buffer_budget* budget = nullptr;
 
   std::error_code validate() const noexcept;
 };

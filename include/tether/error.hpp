@@ -27,6 +27,7 @@ enum class error {
   frame_not_encodable,
   write_queue_full,
   receive_pending,
+  buffer_budget_exhausted,
   // A configuration that cannot work, reported by its validate() (and by listener::start, connector::start).
   wheel_tick_not_positive,
   wheel_slots_zero,
@@ -96,6 +97,8 @@ public:
       return "peer_paced.multiplier must be at least 1.0";
     case error::receive_pending:
       return "another async_receive is already waiting on this connection";
+    case error::buffer_budget_exhausted:
+      return "the buffer budget shared with other connections has no room for this message";
     case error::resume_reading_above_pause:
       return "connection_options.resume_reading_below must be at most pause_reading_above";
     case error::write_stall_timeout_not_positive:
@@ -156,6 +159,8 @@ public:
       return std::errc::no_buffer_space;
     case error::receive_pending:
       return std::errc::operation_in_progress;
+    case error::buffer_budget_exhausted:
+      return std::errc::no_buffer_space;
     default:
       return std::errc::invalid_argument;
     }

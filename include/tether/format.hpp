@@ -140,6 +140,8 @@ struct fmt::formatter<tether::stats> : tether::detail::plain_formatter {
       if (const auto count = v.refused(limit))
         out = fmt::format_to(out, " over_{}={}", tether::connection_limit_name(limit), count);
     }
+    if (const auto buffered = v.buffered_bytes())
+      out = fmt::format_to(out, " buffered_bytes={}", buffered);
     if (v.heartbeats() > 0)
       out = fmt::format_to(out, " heartbeats={} min_rtt={}", v.heartbeats(), tether::detail::duration_text(v.min_heartbeat_rtt()));
     return fmt::format_to(out, "}}");

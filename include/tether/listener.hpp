@@ -84,6 +84,10 @@ struct listener_options {
   // Off (no trusted source) by default: which balancers must begin their connections with a PROXY protocol
   // header, how long they have, and how long it may be (tether/proxy_protocol.hpp).
   proxy_protocol_options proxy_protocol{};
+  // Bytes of partial frames and queued output that all connections may buffer together; 0 = unlimited. Each
+  // shard keeps an even share, and closes the connections holding the most first (over_budget) when its share
+  // is used up (tether/buffer_budget.hpp). stats().buffered_bytes() shows the use.
+  std::size_t buffer_budget = 0;
 
   std::error_code validate() const noexcept;
 };

@@ -44,6 +44,9 @@ public:
     refused_[static_cast<std::size_t>(limit)].fetch_add(1, std::memory_order_relaxed);
   }
 
+  // Bytes that connections with a buffer_budget now buffer, changed by `delta`.
+  void record_buffered(std::int64_t delta) noexcept { buffered_.fetch_add(delta, std::memory_order_relaxed); }
+
   void record_heartbeat_rtt(std::chrono::microseconds rtt) noexcept {
     heartbeats_.fetch_add(1, std::memory_order_relaxed);
     last_rtt_us_.store(rtt.count(), std::memory_order_relaxed);
@@ -66,6 +69,11 @@ public:
   std::uint64_t refused(connection_limit limit) const noexcept {
     return refused_[static_cast<std::size_t>(limit)].load(std::memory_order_relaxed);
   }
+  // Partial frames and queued output of the connections under a buffer_budget (tether/buffer_budget.hpp);
+  // zero where no budget is set, since only a budget counts them.
+  std::uint64_t buffered_bytes() const noexcept {
+    return static_cast<std::uint64_t>(buffered_.load(std::memory_order_relaxed));
+  }
   std::uint64_t heartbeats() const noexcept { return heartbeats_.load(std::memory_order_relaxed); }
   std::chrono::microseconds last_heartbeat_rtt() const noexcept {
     return std::chrono::microseconds{last_rtt_us_.load(std::memory_order_relaxed)};
@@ -82,6 +90,7 @@ private:
   std::atomic<std::int64_t> live_{0};
   std::array<std::atomic<std::uint64_t>, close_reason_count> closed_{};
   std::array<std::atomic<std::uint64_t>, 2> refused_{};
+  std::atomic<std::int64_t> buffered_{0};
   std::atomic<std::uint64_t> heartbeats_{0};
   std::atomic<std::int64_t> last_rtt_us_{0};
   std::atomic<std::int64_t> min_rtt_us_{no_rtt_yet};

@@ -71,4 +71,11 @@ TEST_CASE("close reasons and stats print readably") {
   counters.record_heartbeat_rtt(250us);
   counters.record_heartbeat_rtt(80us);
   CHECK(fmt::format("{}", counters) == "stats{live=1 opened=2 idle_timeout=1 heartbeats=2 min_rtt=80us}");
+
+  tether::stats budgeted;
+  budgeted.record_open();
+  budgeted.record_buffered(4096);
+  budgeted.record_close(tether::close_reason::over_budget);
+  budgeted.record_buffered(-1024);
+  CHECK(fmt::format("{}", budgeted) == "stats{live=0 opened=1 over_budget=1 buffered_bytes=3072}");
 }

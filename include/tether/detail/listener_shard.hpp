@@ -7,6 +7,7 @@
 // that thread runs anything of the shard's.
 #pragma once
 
+#include <tether/buffer_budget.hpp>
 #include <tether/close_reason.hpp>
 #include <tether/codec/codec.hpp>
 #include <tether/connection.hpp>
@@ -49,6 +50,7 @@ struct shard_options {
   std::chrono::milliseconds accept_retry_initial;
   std::chrono::milliseconds accept_retry_max;
   proxy_protocol_options proxy_protocol;
+  std::size_t buffer_budget;  // over all shards; 0 = unlimited
 };
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -72,6 +74,7 @@ struct listener_core {
   connection_limits limits;
   std::vector<std::shared_ptr<listener_shard<Codec, Liveness, UserData>>> shards;
   bool shard_0_hands_out = false;  // shard 0 accepts for every shard and deals the connections out
+  std::size_t shards_planned = 1;  // how many shards start() makes, known before the first is made
 };
 
 // Failures that concern only the connection being accepted, which has left the queue: the next accept may
@@ -118,6 +121,10 @@ public:
     if (own_thread)
       keep_running_.emplace(asio::make_work_guard(io));
     context_.stats = &core.stats;
+    if (const std::size_t total = core.options.buffer_budget; total != 0) {
+      budget_.emplace(std::max<std::size_t>(1, total / core.shards_planned), &core.stats);
+      context_.budget = &*budget_;
+    }
     context_.on_close = [this, user = std::move(context_.on_close)](connection_type& conn, close_reason why) {
       forget(conn);
       if (user)
@@ -476,6 +483,7 @@ private:
   connection_context<Codec, Liveness, UserData> context_;
   std::function<void(connection_type&)> on_accept_;
   std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view)> on_reject_;
+  std::optional<buffer_budget> budget_;  // this shard's share of listener_options::buffer_budget
   std::optional<timer_wheel> wheel_;
   acceptor_type acceptor_;
   asio::ip::tcp::endpoint peer_;  // filled in by the accept in flight

@@ -307,6 +307,43 @@ void connection<Codec, Liveness, UserData>::release_buffers_if_idle() noexcept {
     buffers_.reset();
 }
 
+// Tells the budget what this connection buffers now. Input that grew (a partial frame) is judged here, after the
+// read that grew it: false when that closed this connection.
+template <class Codec, liveness_policy Liveness, class UserData>
+bool connection<Codec, Liveness, UserData>::settle_budget(bool judge_growth) {
+  buffer_budget* budget = context_->budget;
+  if (!budget || !buffers_ || phase_ == phase::closed)
+    return phase_ != phase::closed;
+  const auto buffered = [this] {
+    const io_buffers& b = *buffers_;
+    return b.inbox.size() + b.held.size() + b.pending.size() + b.writing.size();
+  };
+  const std::size_t held = buffers_->budget_share.bytes();
+  if (judge_growth && buffered() > held && !budget->make_room(buffers_->budget_share, buffered() - held)) {
+    finish(close_reason::over_budget,
+           "a partial frame found the buffer budget used up by connections holding less than this one; it was "
+           "discarded",
+           {}, true);
+    return false;
+  }
+  // A handler of a connection the budget closed may have closed this one too.
+  if (phase_ == phase::closed || !buffers_)
+    return phase_ != phase::closed;
+  budget->settle(buffers_->budget_share, buffered(), this, &connection::evict_for_budget);
+  return true;
+}
+
+// Runs inside another connection's growth; the listener's registry may hold the last reference.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::evict_for_budget(void* self) noexcept {
+  const auto keep = static_cast<connection*>(self)->weak_from_this().lock();
+  static_cast<connection*>(self)->finish(
+      close_reason::over_budget,
+      "closed to make room in the buffer budget: it held more buffered data than the connection that needed room; "
+      "what it buffered was discarded",
+      {}, true);
+}
+
 template <class Codec, liveness_policy Liveness, class UserData>
 std::error_code connection<Codec, Liveness, UserData>::enqueue(frame_kind kind, std::string_view payload) {
   if (phase_ != phase::open)
@@ -324,10 +361,24 @@ std::error_code connection<Codec, Liveness, UserData>::enqueue(frame_kind kind, 
     }
     return error::write_queue_full;
   }
+  const bool control = kind != frame_kind::data && kind != frame_kind::binary;
+  if (!control && context_->budget && !context_->budget->make_room(b.budget_share, payload.size())) {
+    if (phase_ != phase::open)
+      return error::connection_not_open;  // closed by a handler of a connection the budget closed
+    if (context_->options.on_overflow == connection_options::overflow::close)
+      finish(close_reason::over_budget,
+             "a send found the buffer budget used up by connections holding less than this one; its queue was "
+             "discarded",
+             {}, true);
+    else
+      release_buffers_if_idle();
+    return error::buffer_budget_exhausted;
+  }
   if (!encode_frame(context_->codec, kind, payload, decoder_state_, handshake_done_ ? b.pending : b.held)) {
     release_buffers_if_idle();
     return error::frame_not_encodable;
   }
+  settle_budget(false);
   const auto pause_above = context_->options.pause_reading_above;
   if (pause_above != 0 && queued_bytes() > pause_above)
     pause(paused_by_queue);
@@ -420,6 +471,7 @@ void connection<Codec, Liveness, UserData>::on_written(const std::error_code& ec
   }
   b.writing.clear();
   ++writes_done_;
+  settle_budget(false);
   complete_sends_written_by(writes_done_);
   if ((paused_ & paused_by_queue) || refused_send_) {
     if (b.pending.size() <= context_->options.resume_reading_below) {
@@ -573,6 +625,8 @@ void connection<Codec, Liveness, UserData>::consume(std::string_view chunk) {
     buffers().inbox.assign(input.substr(offset));
   if (buffers_ && buffers_->inbox.empty())
     std::string{}.swap(buffers_->inbox);
+  if (!settle_budget(true))
+    return;
   release_buffers_if_idle();
 }
 
@@ -746,6 +800,7 @@ void connection<Codec, Liveness, UserData>::begin_graceful_close(close_reason re
       auto& b = buffers();
       if (context_->codec.encode_close(reason, decoder_state_, b.pending) && !write_in_flight_)
         write_pending();
+      settle_budget(false);
     }
   }
   timer_ = std::make_unique<asio::steady_timer>(socket_.get_executor(), context_->options.graceful_close_timeout);
@@ -849,6 +904,7 @@ void connection<Codec, Liveness, UserData>::finish(close_reason reason, const ch
     detail::set_socket_option(socket_.native_handle(), sockopt::linger::abortive());
   socket_.close(ignored);
   if (buffers_) {
+    buffers_->budget_share.leave();
     for (auto& waiting : buffers_->completions)
       std::move(waiting.handler).complete(make_error_code(reason_));
     buffers_->completions.clear();

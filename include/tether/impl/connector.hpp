@@ -37,7 +37,8 @@ connector<Codec, Liveness, UserData>::connector(asio::io_context& io, connector_
                .liveness = std::move(liveness),
                .options = connection,
                .on_close = [this](connection_type& closed, close_reason why) { on_connection_closed(closed, why); },
-               .stats = &stats_} {}
+               .stats = &stats_,
+               .budget = options_.budget} {}
 
 template <class Codec, liveness_policy Liveness, class UserData>
 connector<Codec, Liveness, UserData>::~connector() {

@@ -32,7 +32,8 @@ listener<Codec, Liveness, UserData>::listener(asio::io_context& io, listener_opt
              .reject_abortively = options_.reject == listener_options::rejection::abortive,
              .accept_retry_initial = options_.accept_retry_initial,
              .accept_retry_max = options_.accept_retry_max,
-             .proxy_protocol = options_.proxy_protocol},
+             .proxy_protocol = options_.proxy_protocol,
+             .buffer_budget = options_.buffer_budget},
             options_.max_connections, options_.max_per_address) {}
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -97,6 +98,7 @@ std::error_code listener<Codec, Liveness, UserData>::start() {
   auto workers =
       options_.shards > 1 ? std::make_shared<detail::listener_workers>(io_, options_.shards - 1) : nullptr;
   std::vector<std::shared_ptr<shard_type>> shards;
+  core_.shards_planned = options_.shards;
   shards.push_back(std::make_shared<shard_type>(io_, core_, false));
   for (std::size_t i = 0; workers && i < workers->size(); ++i)
     shards.push_back(std::make_shared<shard_type>(workers->context(i), core_, true));
