@@ -35,7 +35,8 @@ namespace {
 constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--reuse-port] [--codec line|length|websocket]
                    [--tls-cert FILE --tls-key FILE] [--proxy-protocol CIDR[,CIDR...]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
-                   [--idle-timeout DUR] [--max-connections N] [--max-per-address N] [--json]
+                   [--idle-timeout DUR] [--max-connections N] [--max-per-address N] [--buffer-budget BYTES]
+                   [--json]
 
 Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
 2min). A liveness strategy runs only when its flag is given.
@@ -64,6 +65,9 @@ Sends every message back on the connection it came from. DUR is a whole number w
   --max-connections N              refuse connections beyond N open at once; default 0, unlimited
   --max-per-address N              refuse more than N open connections per remote address (the client's, behind
                                    --proxy-protocol); default 0, unlimited
+  --buffer-budget BYTES            at most BYTES of partial messages and unsent echoes over all connections: the
+                                   connections holding the most are closed first (over_budget); default 0,
+                                   unlimited
   --json                           one JSON object per line on stdout, with an "event" field
   --help                           print this text
 
@@ -91,6 +95,7 @@ struct server_options {
   bool reuse_port = false;
   std::size_t max_connections = 0;
   std::size_t max_per_address = 0;
+  std::size_t buffer_budget = 0;
   bool json = false;
 };
 
@@ -156,6 +161,13 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
     options.max_per_address = *n;
     return true;
   });
+  flags.value("--buffer-budget", "BYTES (0 = unlimited)", [&](std::string_view v) {
+    const auto n = examples::parse_integer<std::size_t>(v);
+    if (!n)
+      return false;
+    options.buffer_budget = *n;
+    return true;
+  });
   flags.toggle("--json", [&] { options.json = true; });
   flags.toggle("--help", [&] { help = true; });
   flags.parse(argc, argv);
@@ -182,7 +194,8 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
                                             .shards = options.threads,
                                             .max_connections = options.max_connections,
                                             .max_per_address = options.max_per_address,
-                                            .proxy_protocol = {.trusted = options.proxy_sources}},
+                                            .proxy_protocol = {.trusted = options.proxy_sources},
+                                            .buffer_budget = options.buffer_budget},
                                            codec, liveness};
   using connection_type = typename tether::listener<Codec, Liveness>::connection_type;
   // Shards run their handlers concurrently, hence an atomic; the printer serialises its own lines.

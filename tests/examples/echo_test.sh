@@ -112,6 +112,7 @@ usage)
   expect_usage_error "$s" --heartbeat --listen 127.0.0.1:0 --heartbeat 0s,1s
   expect_usage_error "$s" --idle-timeout --listen 127.0.0.1:0 --idle-timeout 1.5s
   expect_usage_error "$s" --max-per-address --listen 127.0.0.1:0 --max-per-address -1
+  expect_usage_error "$s" --buffer-budget --listen 127.0.0.1:0 --buffer-budget 64MB
   expect_usage_error "$s" --verbose --listen 127.0.0.1:0 --verbose
   expect_usage_error "$s" --tls-cert --listen 127.0.0.1:0 --tls-cert cert.pem
   expect_usage_error "$s" --proxy-protocol --listen 127.0.0.1:0 --proxy-protocol 10.0.0.0/33
@@ -221,6 +222,47 @@ limits)
   [ "$client_status" -eq 0 ] || fail "with --reconnect the refused connections should get their turn"
   stop_server
   [ "$(count "$work/server.out" stopped)" -eq 1 ] || fail "no summary"
+  ;;
+
+buffer-budget)
+  # Four hoarders of 700 kB partial frames against a 2 MB budget: the largest holders are closed, and a client
+  # sending whole messages is still served.
+  start_server --codec length --buffer-budget 2000000
+  python3 - "$port" "$scale" <<'EOF' || fail "the hoarding scenario did not go as expected"
+import socket, struct, sys, time
+port, scale = int(sys.argv[1]), int(sys.argv[2])
+hoarders = []
+for _ in range(4):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * scale)
+    s.sendall(struct.pack(">IB", 1 << 20, 0) + b"h" * 700_000)
+    hoarders.append(s)
+    time.sleep(0.2)
+client = socket.create_connection(("127.0.0.1", port), timeout=10 * scale)
+message = b"m" * 10_000
+for _ in range(5):
+    client.sendall(struct.pack(">IB", len(message), 0) + message)
+    echoed = b""
+    while len(echoed) < len(message) + 5:
+        chunk = client.recv(65536)
+        if not chunk:
+            sys.exit("the honest client's connection ended")
+        echoed += chunk
+    if echoed[5:] != message:
+        sys.exit("the echo differs")
+closed = 0
+for s in hoarders:
+    s.settimeout(0.5 * scale)
+    try:
+        closed += s.recv(1) == b""
+    except ConnectionResetError:
+        closed += 1
+    except socket.timeout:
+        pass
+print(f"hoarders closed: {closed} of 4")
+sys.exit(0 if closed >= 1 else "expected a hoarder closed, none was")
+EOF
+  stop_server
+  [ "$(count "$work/server.out" closed reason over_budget)" -ge 1 ] || fail "expected over_budget closes"
   ;;
 
 sigterm)
