@@ -11,9 +11,11 @@
 
 #include <asio.hpp>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
+#include <memory>
 #include <sched.h>
 #include <stdexcept>
 #include <string>
@@ -130,6 +132,49 @@ public:
       must("ip netns exec " + router + " nft delete table inet blackhole");
   }
 
+  // Another address of the client host, so that faults can pick out the connections made from it.
+  void add_client_address(const std::string& address) {
+    must("ip -n " + client + " addr add " + address + "/24 dev c0");
+  }
+
+  // What the router does to the packets from and to one client address, before its firewall sees them.
+  enum class fate { blackholed, reset, lossy };
+  void afflict(const std::string& address, fate what, int loss_percent = 0) {
+    if (!chaos_table_) {
+      must("printf '%s\\n' 'table inet chaos {' 'chain forward {' "
+           "'type filter hook forward priority -20; policy accept;' '}' '}' | ip netns exec " + router + " nft -f -");
+      chaos_table_ = true;
+    }
+    const std::string action = what == fate::blackholed ? "counter drop"
+                               : what == fate::reset    ? "counter reject with tcp reset"
+                                                        : "numgen random mod 100 < " + std::to_string(loss_percent) +
+                                                              " counter drop";
+    for (const char* side : {"saddr", "daddr"})
+      must("ip netns exec " + router + " nft add rule inet chaos forward 'ip " + side + " " + address +
+           " meta l4proto tcp " + action + "'");
+  }
+
+  // Packets the router dropped or answered with a reset for one client address, in both directions.
+  std::uint64_t afflicted_packets(const std::string& address) const {
+    const std::string command = "ip netns exec " + router + " nft list table inet chaos 2>/dev/null";
+    std::unique_ptr<FILE, int (*)(FILE*)> listing{::popen(command.c_str(), "r"), &::pclose};
+    std::uint64_t packets = 0;
+    char line[512];
+    while (listing && std::fgets(line, sizeof line, listing.get())) {
+      const std::string text{line};
+      const auto counted = text.find("packets ");
+      if (text.find(address + " ") != std::string::npos && counted != std::string::npos)
+        packets += std::stoull(text.substr(counted + 8));
+    }
+    return packets;
+  }
+
+  // A token bucket on the router's link towards the clients: queueing delay when the path is busy, as a
+  // congested uplink has (netem is not available in every kernel; tbf is).
+  void limit_rate_towards_clients(const std::string& rate) {
+    must("tc -n " + router + " qdisc add dev r1 root tbf rate " + rate + " burst 16kb latency 200ms");
+  }
+
   // The server host vanishes: its link is gone, nothing answers for its address any more.
   void remove_server_link() { must("ip -n " + router + " link del r2"); }
 
@@ -143,6 +188,8 @@ public:
   const std::string server;
 
 private:
+  bool chaos_table_ = false;
+
   static void link(const std::string& a, const std::string& a_if, const std::string& a_addr, const std::string& b,
                    const std::string& b_if, const std::string& b_addr) {
     // Interface names are limited to 15 characters; the pid keeps parallel runs apart until the move.
