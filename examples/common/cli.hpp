@@ -3,6 +3,7 @@
 #pragma once
 
 #include <tether/liveness/heartbeat.hpp>
+#include <tether/liveness/max_age.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
 
 #include <asio/ip/address.hpp>
@@ -118,6 +119,25 @@ inline std::optional<tether::heartbeat> parse_heartbeat(std::string_view text) {
     return std::nullopt;
   // Peers pinging at a quarter of our own interval are still welcome; faster earns strikes.
   return tether::heartbeat{.interval = *interval, .timeout = *timeout, .min_peer_ping_interval = *interval / 4};
+}
+
+// "DUR" or "DUR,GRACE": the age above 0, the grace (default max_age's) at least 0.
+inline std::optional<tether::max_age> parse_max_age(std::string_view text) {
+  const auto parts = split(text, ',');
+  if (parts.empty() || parts.size() > 2)
+    return std::nullopt;
+  tether::max_age limit{};
+  const auto age = parse_duration(parts[0]);
+  if (!age || age->count() == 0)
+    return std::nullopt;
+  limit.age = *age;
+  if (parts.size() == 2) {
+    const auto grace = parse_duration(parts[1]);
+    if (!grace)
+      return std::nullopt;
+    limit.grace = *grace;
+  }
+  return limit;
 }
 
 // A table of flags: each either takes a value or is a switch. Unknown flags, missing values and values the

@@ -13,6 +13,7 @@
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/liveness.hpp>
+#include <tether/liveness/max_age.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
 #include <tether/liveness/user_timeout.hpp>
 
@@ -121,13 +122,25 @@ constexpr std::string_view strategy_name(std::type_identity<tether::user_timeout
 constexpr std::string_view strategy_name(std::type_identity<tether::heartbeat>) noexcept { return "heartbeat"; }
 constexpr std::string_view strategy_name(std::type_identity<tether::idle_reaper>) noexcept { return "idle_reaper"; }
 
-// The strategies of a liveness pack for the start-up line: "tcp_keepalive+heartbeat", or "none".
+// A strategy's name, or nothing where it is in the pack but off.
+template <class Strategy>
+constexpr std::string_view active_strategy_name(const Strategy&) noexcept {
+  return strategy_name(std::type_identity<Strategy>{});
+}
+constexpr std::string_view active_strategy_name(const tether::max_age& limit) noexcept {
+  return limit.age.count() > 0 ? "max_age" : "";
+}
+
+// The strategies of a liveness pack that are on, for the start-up line: "tcp_keepalive+heartbeat", or "none".
 template <class... Strategies>
-std::string strategy_names(const tether::liveness<Strategies...>&) {
-  const std::array<std::string_view, sizeof...(Strategies)> names{strategy_name(std::type_identity<Strategies>{})...};
+std::string strategy_names(const tether::liveness<Strategies...>& pack) {
+  const std::array<std::string_view, sizeof...(Strategies)> names{
+      active_strategy_name(pack.template get<Strategies>())...};
   std::string joined;
-  for (const std::string_view name : names)
-    joined += (joined.empty() ? "" : "+") + std::string{name};
+  for (const std::string_view name : names) {
+    if (!name.empty())
+      joined += (joined.empty() ? "" : "+") + std::string{name};
+  }
   return joined.empty() ? "none" : joined;
 }
 

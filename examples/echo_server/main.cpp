@@ -35,8 +35,8 @@ namespace {
 constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--reuse-port] [--codec line|length|websocket]
                    [--tls-cert FILE --tls-key FILE] [--proxy-protocol CIDR[,CIDR...]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
-                   [--idle-timeout DUR] [--max-connections N] [--max-per-address N] [--buffer-budget BYTES]
-                   [--json]
+                   [--idle-timeout DUR] [--max-age DUR[,GRACE]] [--max-connections N] [--max-per-address N]
+                   [--buffer-budget BYTES] [--json]
 
 Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
 2min). A liveness strategy runs only when its flag is given.
@@ -62,6 +62,8 @@ Sends every message back on the connection it came from. DUR is a whole number w
                                    TIMEOUT of the ping
   --idle-timeout DUR               close connections that carried no message in either direction for DUR
                                    (heartbeats do not count)
+  --max-age DUR[,GRACE]            send goaway to a connection once it is DUR old (each drawn within +-10 %), and
+                                   reset it if it is still open GRACE later (default 30s); reason max_age
   --max-connections N              refuse connections beyond N open at once; default 0, unlimited
   --max-per-address N              refuse more than N open connections per remote address (the client's, behind
                                    --proxy-protocol); default 0, unlimited
@@ -89,6 +91,7 @@ struct server_options {
   std::size_t threads = 1;
   examples::connection_flags connection;
   std::optional<tether::idle_reaper> idle_reaper;
+  tether::max_age max_age{};  // off unless --max-age
   std::string tls_certificate;
   std::string tls_key;
   std::vector<tether::ip_network> proxy_sources;
@@ -146,6 +149,13 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
         return false;
     }
     return !options.proxy_sources.empty();
+  });
+  flags.value("--max-age", "DUR[,GRACE] (e.g. 10min,30s)", [&](std::string_view v) {
+    const auto limit = examples::parse_max_age(v);
+    if (!limit)
+      return false;
+    options.max_age = *limit;
+    return true;
   });
   flags.value("--max-connections", "N (0 = unlimited)", [&](std::string_view v) {
     const auto n = examples::parse_integer<std::size_t>(v);
@@ -311,7 +321,10 @@ int main(int argc, char** argv) {
   return examples::with_codec(
       options->connection.codec,
       [&](const auto& codec) {
-        return examples::with_liveness(candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); });
+        // max_age is in every pack, off unless --max-age: one more optional strategy would double the
+        // instantiations of serve.
+        return examples::with_liveness(
+            candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); }, options->max_age);
       },
       setup);
 }

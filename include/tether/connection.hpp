@@ -352,6 +352,7 @@ private:
   void begin_handshake();
   std::error_code send_message(frame_kind kind, std::string_view payload);
   std::error_code carry_out(const verdict& v, bool judges_the_peer);
+  std::error_code go_away(close_reason why, const char* detail, std::string_view payload);
 
   static void on_liveness_deadline(wheel_node& node) noexcept;
   void check_liveness() noexcept;

@@ -52,6 +52,9 @@ enum class error {
   network_not_cidr,
   proxy_header_timeout_not_positive,
   proxy_max_header_size_too_small,
+  max_age_negative,
+  max_age_grace_negative,
+  max_age_jitter_out_of_range,
 };
 
 namespace detail {
@@ -141,6 +144,12 @@ public:
       return "proxy_protocol_options.header_timeout must be at least 1ms";
     case error::proxy_max_header_size_too_small:
       return "proxy_protocol_options.max_header_size must be at least 232 bytes (the PROXY protocol's minimum)";
+    case error::max_age_negative:
+      return "max_age.age must not be negative (0 turns it off)";
+    case error::max_age_grace_negative:
+      return "max_age.grace must not be negative";
+    case error::max_age_jitter_out_of_range:
+      return "max_age.jitter must be between 0 and 0.5";
     }
     return "unknown tether error";
   }

@@ -16,6 +16,7 @@
 #include <tether/ip_network.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
+#include <tether/liveness/max_age.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/liveness/peer_paced.hpp>
 #include <tether/liveness/strategy.hpp>

@@ -113,6 +113,8 @@ usage)
   expect_usage_error "$s" --idle-timeout --listen 127.0.0.1:0 --idle-timeout 1.5s
   expect_usage_error "$s" --max-per-address --listen 127.0.0.1:0 --max-per-address -1
   expect_usage_error "$s" --buffer-budget --listen 127.0.0.1:0 --buffer-budget 64MB
+  expect_usage_error "$s" --max-age --listen 127.0.0.1:0 --max-age 0s
+  expect_usage_error "$s" --max-age --listen 127.0.0.1:0 --max-age 1s,2s,3s
   expect_usage_error "$s" --verbose --listen 127.0.0.1:0 --verbose
   expect_usage_error "$s" --tls-cert --listen 127.0.0.1:0 --tls-cert cert.pem
   expect_usage_error "$s" --proxy-protocol --listen 127.0.0.1:0 --proxy-protocol 10.0.0.0/33
@@ -263,6 +265,18 @@ sys.exit(0 if closed >= 1 else "expected a hoarder closed, none was")
 EOF
   stop_server
   [ "$(count "$work/server.out" closed reason over_budget)" -ge 1 ] || fail "expected over_budget closes"
+  ;;
+
+max-age)
+  # Connections older than 1 s (each within +-10 %) are asked to leave; the reconnecting client moves on each
+  # time and gets every echo.
+  start_server --max-age 1s,1s
+  run_client reconnecting --connections 2 --messages 25 --pause 100ms --reconnect
+  [ "$client_status" -eq 0 ] || fail "the reconnecting client exited $client_status"
+  [ "$(count "$work/reconnecting.out" goaway)" -ge 2 ] || fail "expected goaways at the maximum age"
+  [ "$(count "$work/reconnecting.out" echo)" -eq 50 ] || fail "expected all 50 echoes across the reconnects"
+  stop_server
+  [ "$(count "$work/server.out" closed reason max_age)" -ge 2 ] || fail "expected closes with max_age"
   ;;
 
 sigterm)

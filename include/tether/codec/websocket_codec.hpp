@@ -20,7 +20,8 @@
 // fragmented; reserved bits and unknown opcodes close with 1002. ping and pong are tether's ping and pong, so a
 // browser answers tether's heartbeat by itself; a close frame is the peer's goaway and its last frame: the
 // connection answers with its own close frame, echoing the peer's code. Our closes say why: 1000 for close(),
-// 1001 for a goaway, a graceful stop or an idle close, 1002/1007/1009 for protocol errors, 1008 for a ping flood.
+// 1001 for a goaway (a graceful stop, a maximum age) or an idle close, 1002/1007/1009 for protocol errors, 1008
+// for a ping flood.
 #pragma once
 
 #include <tether/close_reason.hpp>
@@ -366,6 +367,7 @@ inline bool websocket_codec::encode_close(close_reason reason, const decoder_sta
     break;
   case close_reason::shutdown:
   case close_reason::idle_timeout:
+  case close_reason::max_age:
     code = 1001;
     break;
   case close_reason::protocol_error:

@@ -41,6 +41,10 @@ constexpr bool peer_hears_why(close_reason reason) noexcept {
   return reason == close_reason::protocol_error || reason == close_reason::ping_flood;
 }
 
+// A deadline's close that says the peer failed is not carried out while the peer's bytes wait unread; one that
+// says the connection is done (its maximum age and grace are over) does not depend on the peer.
+constexpr bool judges_the_peer(close_reason reason) noexcept { return reason != close_reason::max_age; }
+
 // Write counters wrap; a write is done when the done counter has reached it.
 constexpr bool reached(std::uint32_t counter, std::uint32_t target) noexcept {
   return static_cast<std::int32_t>(counter - target) >= 0;
@@ -256,17 +260,26 @@ template <class Codec, liveness_policy Liveness, class UserData>
 std::error_code connection<Codec, Liveness, UserData>::send_goaway(std::string_view payload)
   requires Codec::carries_control_frames
 {
-  if constexpr (stream_ending_goaway_codec<Codec>) {
+  return go_away(close_reason::shutdown, "asked to leave with a goaway", payload);
+}
+
+// The reason and detail wait in reason_ and close_detail_ for the close the goaway leads to.
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code connection<Codec, Liveness, UserData>::go_away(close_reason why, const char* detail,
+                                                               std::string_view payload) {
+  if (phase_ != phase::open)
+    return error::connection_not_open;
+  if constexpr (!Codec::carries_control_frames || stream_ending_goaway_codec<Codec>) {
     (void)payload;
-    if (phase_ != phase::open)
-      return error::connection_not_open;
     going_away_ = true;
-    begin_graceful_close(close_reason::shutdown, "closed by this side with a goaway");
+    begin_graceful_close(why, detail);
     return {};
   } else {
     if (auto ec = enqueue(frame_kind::goaway, payload))
       return ec;
     going_away_ = true;
+    reason_ = why;
+    close_detail_ = detail;
     return {};
   }
 }
@@ -670,8 +683,7 @@ void connection<Codec, Liveness, UserData>::on_control_frame(const control_frame
     // Its last frame: the peer sends nothing more, and the protocol wants our closing frame back.
     if constexpr (stream_ending_goaway_codec<Codec>) {
       if (phase_ == phase::open)
-        begin_graceful_close(going_away_ ? close_reason::shutdown : close_reason::peer_closed,
-                             "the peer sent its closing frame");
+        begin_graceful_close(going_away_ ? reason_ : close_reason::peer_closed, "the peer sent its closing frame");
       return;
     }
   }
@@ -693,8 +705,12 @@ std::error_code connection<Codec, Liveness, UserData>::carry_out(const verdict& 
     if (!v.payload_fits())
       return error::frame_not_encodable;
     return enqueue(v.kind(), v.payload());
+  case verdict::action::goaway:
+    if (going_away_)
+      return {};
+    return go_away(v.reason(), v.detail(), v.payload());
   case verdict::action::close:
-    if (judges_the_peer && peer_bytes_waiting()) {
+    if (judges_the_peer && detail::judges_the_peer(v.reason()) && peer_bytes_waiting()) {
       note_received(true);
       return {};
     }
@@ -874,8 +890,8 @@ template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::peer_finished() {
   peer_finished_ = true;
   if (phase_ == phase::open) {
-    const auto reason = going_away_ ? close_reason::shutdown : close_reason::peer_closed;
-    const auto detail = going_away_ ? "the peer closed after our goaway" : "the peer closed the connection";
+    const auto reason = going_away_ ? reason_ : close_reason::peer_closed;
+    const auto detail = going_away_ ? close_detail_ : "the peer closed the connection";
     if (unsent())
       begin_graceful_close(reason, detail);
     else

@@ -12,7 +12,7 @@
 // | apply                 | std::error_code apply(native_socket) const noexcept                  | once, when the connection opens, before its first read       | set socket options; an error closes (io_error) |
 // | on_open               | void on_open(state&, liveness_clock::time_point now) const noexcept  | once, when the connection opens                               | initialise state                         |
 // | next_deadline         | liveness_clock::time_point next_deadline(const state&, const activity&) const noexcept | after open, after every verdict and control frame, and on activity while no deadline is filed | return time_point::max() for "none"      |
-// | on_deadline           | verdict on_deadline(state&, const activity&, liveness_clock::time_point now) const noexcept | at the first wheel tick at or after the earliest deadline of any strategy of the connection | check its own deadline; answer none, send or close |
+// | on_deadline           | verdict on_deadline(state&, const activity&, liveness_clock::time_point now) const noexcept | at the first wheel tick at or after the earliest deadline of any strategy of the connection | check its own deadline; answer none, send, goaway or close |
 // | on_control            | verdict on_control(state&, const control_frame&, liveness_clock::time_point now) const noexcept | when a ping, pong or goaway arrives, before the automatic pong | none, send, close, or report a round trip |
 // | on_sent               | void on_sent(state&, const control_frame&, std::error_code, liveness_clock::time_point now) const noexcept | right after this strategy's send verdict was queued (empty error) or refused | commit what the send means (a ping is only outstanding once queued) |
 // | kernel_timeout_reason | static constexpr close_reason                                        | the kernel ended the connection with ETIMEDOUT               | name the close reason (needs apply)      |
@@ -68,6 +68,7 @@ public:
     send,        // queue this control frame; the strategy hears the outcome through on_sent
     close,       // close the connection with this reason and detail
     round_trip,  // the peer answered; report the measured round trip (stats, on_heartbeat)
+    goaway,      // ask the peer to leave (a goaway frame); the close that follows reports this reason
   };
   // The longest control payload every codec with control frames carries (WebSocket's limit). A longer one is
   // refused with error::frame_not_encodable through on_sent.
@@ -88,6 +89,18 @@ public:
   static constexpr verdict close(close_reason reason, const char* detail) noexcept {
     verdict v;
     v.what_ = action::close;
+    v.reason_ = reason;
+    v.detail_ = detail;
+    return v;
+  }
+
+  // The connection sends a goaway carrying `payload` and keeps serving; when the peer then closes, the close
+  // reports `reason` and `detail` (a string literal). Over a codec without control frames, or one whose goaway
+  // ends the stream (WebSocket's close), it is a graceful close with that reason. Ignored while the connection
+  // is already going away.
+  static constexpr verdict goaway(close_reason reason, const char* detail, std::string_view payload = {}) noexcept {
+    verdict v = send(frame_kind::goaway, payload);
+    v.what_ = action::goaway;
     v.reason_ = reason;
     v.detail_ = detail;
     return v;
