@@ -72,6 +72,11 @@ struct listener_options {
   // start() report the refusal. Another process binding the same port with reuse_port shares its connections.
   bool reuse_port = false;
   std::size_t shards = 1;  // counts shard 0, which runs on the caller's io_context; each other has a thread
+  // How new connections are spread over the shards. by_kernel: with reuse_port, the kernel's hash of each
+  // connection's addresses picks the shard (every shard accepts); without it shard 0 deals them out in turn.
+  // least_loaded: shard 0 accepts alone and hands each connection to the shard serving the fewest, which evens
+  // out shards whose connections closed unevenly (reuse_port still lets another process share the port).
+  enum class balancing : std::uint8_t { by_kernel, least_loaded } balance = balancing::by_kernel;
   std::size_t max_connections = 0;  // over all shards; 0 = unlimited
   std::size_t max_per_address = 0;  // per remote IP address; 0 = unlimited
   // How a refused connection is closed: abortive sends RST (no TIME_WAIT here), graceful sends FIN.
@@ -162,6 +167,9 @@ public:
 
   // Live connections over all shards, those on their way to a shard included.
   std::size_t connections() const noexcept { return core_.limits.admitted(); }
+
+  // Each shard's live connections, shard 0's first, those on their way to it included; empty before start().
+  std::vector<std::size_t> shard_connections() const;
 
 private:
   std::error_code validate() const noexcept;

@@ -28,6 +28,7 @@
 #include <array>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -295,6 +296,7 @@ TEST_CASE("chaos: random faults over a few hundred connections end with true rea
   for (std::size_t i = 0; i < groups.size(); ++i) {
     int pipe_ends[2];
     REQUIRE(::pipe(pipe_ends) == 0);
+    std::fflush(stdout);  // a child must not inherit, and perhaps repeat, what this process has yet to print
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {

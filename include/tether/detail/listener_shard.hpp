@@ -28,6 +28,7 @@
 #include <asio/steady_timer.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +75,7 @@ struct listener_core {
   connection_limits limits;
   std::vector<std::shared_ptr<listener_shard<Codec, Liveness, UserData>>> shards;
   bool shard_0_hands_out = false;  // shard 0 accepts for every shard and deals the connections out
+  bool least_loaded = false;       // ... to the shard with the fewest connections rather than in turn
   std::size_t shards_planned = 1;  // how many shards start() makes, known before the first is made
 };
 
@@ -138,6 +140,8 @@ public:
   listener_shard& operator=(const listener_shard&) = delete;
 
   asio::io_context& context() const noexcept { return io_; }
+  // This shard's connections, those on their way to it included: read by any thread.
+  std::size_t load() const noexcept { return load_.load(std::memory_order_relaxed); }
   acceptor_type& acceptor() noexcept { return acceptor_; }
 
   void begin_accepting() {
@@ -357,15 +361,29 @@ private:
       return;
     }
     if (!core_.shard_0_hands_out) {
+      load_.fetch_add(1, std::memory_order_relaxed);
       serve(std::move(socket), peer, std::move(via), refuse_proxy_header);
       return;
     }
-    const auto& target = core_.shards[next_target_];
+    const auto& target = core_.least_loaded ? least_loaded_shard() : core_.shards[next_target_];
     next_target_ = (next_target_ + 1) % core_.shards.size();
+    target->load_.fetch_add(1, std::memory_order_relaxed);
     if (target.get() == this)
       serve(std::move(socket), peer, std::move(via), refuse_proxy_header);
     else
       hand_out(target, std::move(socket), peer, std::move(via), refuse_proxy_header);
+  }
+
+  // Ties go to the lowest index. Loads read here may trail the other shards' closes by a moment; the next
+  // connection corrects for it.
+  const std::shared_ptr<listener_shard>& least_loaded_shard() const {
+    const auto& shards = core_.shards;
+    std::size_t chosen = 0;
+    for (std::size_t i = 1; i < shards.size(); ++i) {
+      if (shards[i]->load() < shards[chosen]->load())
+        chosen = i;
+    }
+    return shards[chosen];
   }
 
   // The descriptor travels bare so that the target registers it with its own reactor, on its own thread. Where
@@ -375,6 +393,8 @@ private:
     std::error_code ec;
     socket_in_transit moving{socket.release(ec)};
     if (ec) {
+      target->load_.fetch_sub(1, std::memory_order_relaxed);
+      load_.fetch_add(1, std::memory_order_relaxed);
       serve(std::move(socket), peer, std::move(via), refuse_proxy_header);
       return;
     }
@@ -392,12 +412,14 @@ private:
     socket.assign(peer.protocol(), moving.handle(), ec);
     if (ec) {
       core_.limits.release(peer.address());
+      load_.fetch_sub(1, std::memory_order_relaxed);
       report_refusal(peer, close_reason::io_error, "the serving shard could not take the socket over");
       return;
     }
     moving.delivered();
     if (stopping_) {
       core_.limits.release(peer.address());
+      load_.fetch_sub(1, std::memory_order_relaxed);
       refuse(std::move(socket), peer, close_reason::shutdown, "the listener is stopping");
       return;
     }
@@ -450,6 +472,7 @@ private:
     }
     registry_.pop_back();
     core_.limits.release(conn.remote().address());
+    load_.fetch_sub(1, std::memory_order_relaxed);
     // on_close runs from inside the connection's own member functions, so the connection must outlive this
     // call: the registry's reference is dropped from a handler of its own.
     asio::post(io_, [last_reference = std::move(last_reference)] {});
@@ -494,6 +517,7 @@ private:
   std::vector<std::shared_ptr<connection_type>> registry_;
   std::vector<std::shared_ptr<awaited_header>> awaited_headers_;
   std::size_t next_target_ = 0;
+  std::atomic<std::size_t> load_{0};
   bool stopping_ = false;
 };
 

@@ -110,6 +110,8 @@ std::error_code listener<Codec, Liveness, UserData>::start() {
   const asio::ip::tcp::endpoint bound = shards.front()->acceptor().local_endpoint(ec);
   if (ec)
     return ec;
+  if (options_.balance == listener_options::balancing::least_loaded)
+    every_shard_accepts = false;
   for (std::size_t i = 1; every_shard_accepts && i < shards.size(); ++i) {
     if (auto refused = open_sibling_acceptor(shards[i]->acceptor(), bound))
       return refused;
@@ -117,6 +119,7 @@ std::error_code listener<Codec, Liveness, UserData>::start() {
 
   core_.shards = std::move(shards);
   core_.shard_0_hands_out = workers && !every_shard_accepts;
+  core_.least_loaded = options_.balance == listener_options::balancing::least_loaded;
   workers_ = std::move(workers);
   local_endpoint_ = bound;
   started_ = true;
@@ -152,6 +155,14 @@ std::vector<asio::io_context::executor_type> listener<Codec, Liveness, UserData>
   for (const auto& shard : core_.shards)
     result.push_back(shard->context().get_executor());
   return result;
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+std::vector<std::size_t> listener<Codec, Liveness, UserData>::shard_connections() const {
+  std::vector<std::size_t> counts;
+  for (const auto& shard : core_.shards)
+    counts.push_back(shard->load());
+  return counts;
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
