@@ -11,6 +11,7 @@
 
 #include "network.hpp"
 #include "peers.hpp"
+#include "process_usage.hpp"
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
@@ -30,7 +31,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -41,13 +41,14 @@
 #include <thread>
 #include <vector>
 
-#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
 using tether::close_reason;
 using tether::fault::netns_scope;
+using tether::test::heap_in_use;
+using tether::test::open_descriptors;
 using tether::test::run_until;
 using tether::test::scaled;
 using clock_type = std::chrono::steady_clock;
@@ -215,16 +216,6 @@ struct peer_slot {
   const std::string line = report.line() + "\n";
   [[maybe_unused]] const auto written = ::write(report_fd, line.data(), line.size());
   ::_exit(0);
-}
-
-std::size_t open_descriptors() {
-  return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator{"/proc/self/fd"},
-                                                std::filesystem::directory_iterator{}));
-}
-
-std::size_t heap_in_use() {
-  const auto info = ::mallinfo2();
-  return info.uordblks + info.hblkhd;
 }
 
 struct server_close {

@@ -4,6 +4,7 @@
 
 #include "loopback.hpp"
 #include "peers.hpp"
+#include "process_usage.hpp"
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/listener.hpp>
@@ -15,41 +16,18 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <malloc.h>
 
 using namespace std::chrono_literals;
 using tether::close_reason;
 using tether::test::run_until;
 using tether::test::scaled;
 
-namespace {
-
-std::size_t open_descriptors() {
-  return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator{"/proc/self/fd"},
-                                                std::filesystem::directory_iterator{}));
-}
-
-std::size_t heap_in_use() {
-  const auto info = ::mallinfo2();
-  return info.uordblks + info.hblkhd;
-}
-
-std::size_t resident_bytes() {
-  std::ifstream status{"/proc/self/status"};
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("VmRSS:"))
-      return std::stoul(line.substr(6)) * 1024;
-  }
-  return 0;
-}
-
-} // namespace
+using tether::test::heap_in_use;
+using tether::test::open_descriptors;
+using tether::test::resident_bytes;
 
 TEST_CASE("hostile: 20,000 connections that reset or close at once leave descriptors and heap where they were") {
   asio::io_context io;
