@@ -76,7 +76,7 @@ struct chatty_client {
     connector.on_heartbeat([this](auto&, std::chrono::microseconds rtt) {
       say(name, "heartbeat answered by the server in {}", microseconds_text(rtt));
     });
-    connector.on_goaway([this](auto& conn) {
+    connector.on_goaway([this](auto& conn, std::string_view) {
       say(name, "server says goaway: finishing and closing");
       pacer.cancel();
       conn.close();

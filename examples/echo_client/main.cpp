@@ -205,7 +205,7 @@ public:
     connector_.on_heartbeat([this](connection_type&, std::chrono::microseconds rtt) {
       events_.print("heartbeat", {{"connection", id_}, {"rtt_us", rtt.count()}});
     });
-    connector_.on_goaway([this](connection_type& conn) { going_away(conn); });
+    connector_.on_goaway([this](connection_type& conn, std::string_view payload) { going_away(conn, payload); });
     connector_.on_close([this](connection_type& conn, tether::close_reason why) { closed(conn, why); });
   }
 
@@ -297,8 +297,9 @@ private:
       send_next(conn);
   }
 
-  void going_away(connection_type& conn) {
-    events_.print("goaway", {{"connection", id_}, {"remote", examples::endpoint_text(conn.remote())}});
+  void going_away(connection_type& conn, std::string_view payload) {
+    events_.print("goaway",
+                  {{"connection", id_}, {"remote", examples::endpoint_text(conn.remote())}, {"payload", std::string{payload}}});
     if (!options_.reconnect) {
       fail(fmt::format("the server is going away (goaway) after {} of {} echoes", echoed_, options_.messages));
       return;

@@ -27,7 +27,9 @@
 namespace tether {
 
 struct backoff {
-  std::chrono::milliseconds initial{100};
+  // A first wave of N clients arrives spread over `initial`: at 1 s (gRPC's choice), 10,000 clients that lost
+  // their server together come back at about 1,000 per 100 ms rather than all within one.
+  std::chrono::milliseconds initial{1000};
   std::chrono::milliseconds maximum{30'000};
   double multiplier = 2.0;
 
@@ -78,6 +80,14 @@ public:
   }
 
   std::chrono::milliseconds next_ceiling() const noexcept { return policy_.ceiling(retries_); }
+
+  // A delay uniform in [earliest, latest] from the same engine, for a wait the server asked for (a goaway's
+  // reconnect hint); it leaves the retry count alone.
+  std::chrono::milliseconds draw_within(std::chrono::milliseconds earliest, std::chrono::milliseconds latest) {
+    assert(earliest <= latest);
+    std::uniform_int_distribution<std::chrono::milliseconds::rep> jitter{earliest.count(), latest.count()};
+    return std::chrono::milliseconds{jitter(engine_)};
+  }
 
   // Delays handed out since construction or the last reset().
   std::size_t retries() const noexcept { return retries_; }

@@ -114,7 +114,8 @@ struct connection_context {
   std::function<void(connection_type&, close_reason)> on_close{};
   // A strategy measured a round trip (heartbeat: a pong answered our ping).
   std::function<void(connection_type&, std::chrono::microseconds)> on_heartbeat{};
-  std::function<void(connection_type&)> on_goaway{};  // the peer announced it is going away
+  // The peer announced it is going away, with the goaway's payload (a reconnect hint, tether/reconnect_hint.hpp).
+  std::function<void(connection_type&, std::string_view payload)> on_goaway{};
   // The write queue is down to resume_reading_below after it passed pause_reading_above or refused a send:
   // a producer can go on.
   std::function<void(connection_type&)> on_drain{};

@@ -11,9 +11,11 @@
 // Reconnecting: a failed attempt is retried after a delay drawn from options.retry (exponential, full
 // jitter); a connection that closes is replaced the same way, starting again from the first delay because the
 // schedule resets whenever a connection comes up. A connection whose peer sent goaway stays up until either
-// side closes it (answer on_goaway by finishing what is in flight and closing); the replacement is then
-// attempted at once. Only one such immediate reconnect is made in a row: a server that sends every new
-// connection away again meets the normal backoff rather than a reconnect loop.
+// side closes it (answer on_goaway by finishing what is in flight and closing). The replacement is then
+// attempted after a delay drawn uniformly from the goaway's reconnect hint (tether/reconnect_hint.hpp; its
+// latest bound capped at retry.maximum), which listener::stop() sends so that the clients of a restarting server
+// come back spread out; without a hint it is attempted at once. Only one goaway in a row is followed that way:
+// a server that sends every new connection away again meets the normal backoff rather than a reconnect loop.
 //
 // Threading: a connector and its connections live on the one thread that runs the io_context. Set the
 // handlers before start(). Handlers must not throw and must not destroy the connector. Destroy the connector
@@ -28,6 +30,7 @@
 #include <tether/detail/native_socket.hpp>
 #include <tether/detail/posted_completion.hpp>
 #include <tether/liveness/liveness.hpp>
+#include <tether/reconnect_hint.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
 
@@ -105,8 +108,11 @@ public:
   void on_heartbeat(std::function<void(connection_type&, std::chrono::microseconds)> handler) {
     context_.on_heartbeat = std::move(handler);
   }
-  // The peer announced it is going away; the connection stays up until either side closes it.
-  void on_goaway(std::function<void(connection_type&)> handler) { context_.on_goaway = std::move(handler); }
+  // The peer announced it is going away, with the goaway's payload; the connection stays up until either side
+  // closes it.
+  void on_goaway(std::function<void(connection_type&, std::string_view payload)> handler) {
+    on_goaway_ = std::move(handler);
+  }
 
   // Validates the options (the connector's, the connections', the wheel's, the backoff's and each strategy's:
   // the error names the field) and begins the first attempt at once. Does nothing while attempting or
@@ -164,6 +170,7 @@ private:
   void fail_attempt(std::error_code ec);
   void abandon_attempt();
   void on_connection_closed(connection_type& closed, close_reason reason);
+  void on_peer_goaway(connection_type& conn, std::string_view payload);
   std::chrono::milliseconds reconnect_delay(const connection_type& closed);
 
   asio::io_context& io_;
@@ -179,6 +186,8 @@ private:
   std::function<void(connection_type&)> on_connect_;
   std::function<void(const std::error_code&, std::chrono::milliseconds)> on_connect_error_;
   std::function<void(connection_type&, close_reason)> on_close_;
+  std::function<void(connection_type&, std::string_view)> on_goaway_;
+  std::optional<reconnect_hint> reconnect_hint_;  // from the current connection's goaway
   std::size_t attempts_ = 0;
   bool running_ = false;  // start() was called and neither stop() nor a final failure has ended it
   bool reconnected_after_goaway_ = false;

@@ -38,6 +38,7 @@
 #include <tether/detail/listener_workers.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/proxy_protocol.hpp>
+#include <tether/reconnect_hint.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>
@@ -145,7 +146,9 @@ public:
   native_socket native_handle();
 
   // Stops accepting at once and asks every connection to leave: a goaway where the codec carries control frames
-  // (the connection keeps serving until the peer closes), a graceful close otherwise. What is still open after
+  // (the connection keeps serving until the peer closes), a graceful close otherwise. The goaway carries the
+  // reconnect hint "within deadline / 2" (tether/reconnect_hint.hpp), so that reconnecting clients (tether's
+  // connector among them) come back spread over that window rather than at once; a WebSocket close carries none. What is still open after
   // `deadline` is aborted. on_close reports shutdown for those that leave or are aborted; a connection that meets
   // another end meanwhile (its peer resets, its heartbeat times out) reports that. Each shard then releases its
   // io_context, so io.run() returns by itself once everything is closed and the worker threads are joined.

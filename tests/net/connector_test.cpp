@@ -6,7 +6,9 @@
 #include <tether/connection.hpp>
 #include <tether/connector.hpp>
 #include <tether/liveness/heartbeat.hpp>
+#include <tether/listener.hpp>
 #include <tether/liveness/liveness.hpp>
+#include <tether/reconnect_hint.hpp>
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -384,7 +386,7 @@ TEST_CASE("a goaway from a tether server makes the client reconnect right after 
   });
 
   SECTION("the server closes after its goaway") {
-    client.on_goaway([&](auto&) { ++goaways; });
+    client.on_goaway([&](auto&, std::string_view) { ++goaways; });
     client.start();
     REQUIRE(run_until(io, [&] { return served.size() == 1; }));
     served.front()->send_goaway();
@@ -393,7 +395,7 @@ TEST_CASE("a goaway from a tether server makes the client reconnect right after 
     CHECK(*first_close == close_reason::peer_closed);
   }
   SECTION("the client finishes and closes when told to go away") {
-    client.on_goaway([&](line_client::connection_type& conn) {
+    client.on_goaway([&](line_client::connection_type& conn, std::string_view) {
       ++goaways;
       conn.close();
     });
@@ -412,6 +414,77 @@ TEST_CASE("a goaway from a tether server makes the client reconnect right after 
   CHECK(served.size() == 2);
   REQUIRE(client.current() != nullptr);
   CHECK(!client.current()->peer_going_away());
+}
+
+TEST_CASE("after a goaway with a reconnect hint the connector returns within the hinted window") {
+  asio::io_context io;
+  tether::listener<tether::line_codec> server{io, {}};
+  std::string hint_sent;
+  int accepted = 0;
+  server.on_accept([&](auto& conn) {
+    if (++accepted == 1)
+      conn.send_goaway(hint_sent);
+  });
+  tether::backoff retry{.initial = 20s, .maximum = 20s};
+  std::chrono::milliseconds earliest{};
+  std::chrono::milliseconds latest{};
+  SECTION("a window the client can honour") {
+    hint_sent = tether::goaway_payload({.earliest = 300ms, .latest = 400ms});
+    earliest = 300ms;
+    latest = 400ms;
+  }
+  SECTION("a window past the client's longest backoff is cut to it") {
+    retry = {.initial = 10ms, .maximum = 150ms};
+    hint_sent = tether::goaway_payload({.earliest = 5s, .latest = 6s});
+    earliest = 150ms;
+    latest = 150ms;
+  }
+  REQUIRE_FALSE(server.start());
+  line_client client{io, {.service = std::to_string(server.local_endpoint().port()), .reconnect = true, .retry = retry}};
+  std::string hint_received;
+  steady::time_point closed_at{};
+  steady::time_point reconnected_at{};
+  int connects = 0;
+  client.on_goaway([&](auto& conn, std::string_view payload) {
+    hint_received = payload;
+    conn.close();
+  });
+  client.on_close([&](auto&, close_reason) {
+    if (closed_at == steady::time_point{})
+      closed_at = steady::now();
+  });
+  client.on_connect([&](auto&) {
+    if (++connects == 2)
+      reconnected_at = steady::now();
+  });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return connects == 2; }));
+  CHECK(hint_received == hint_sent);
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(reconnected_at - closed_at);
+  CHECK(waited >= earliest);
+  CHECK(within_budget("reconnect within the hinted window", waited, latest + scaled(150ms)));
+  client.stop();
+  server.stop(0ms);
+  io.restart();
+  io.run_for(scaled(500ms));
+}
+
+TEST_CASE("listener stop() spreads reconnects with a hint of half its deadline") {
+  asio::io_context io;
+  tether::listener<tether::line_codec> server{io, {}};
+  REQUIRE_FALSE(server.start());
+  line_client client{io, {.service = std::to_string(server.local_endpoint().port())}};
+  std::optional<tether::reconnect_hint> hint;
+  client.on_goaway([&](auto& conn, std::string_view payload) {
+    hint = tether::parse_reconnect_hint(payload);
+    conn.close();
+  });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return server.connections() == 1; }));
+  server.stop(4000ms);
+  REQUIRE(run_until(io, [&] { return hint.has_value(); }));
+  CHECK(*hint == tether::reconnect_hint{.earliest = 0ms, .latest = 2000ms});
+  REQUIRE(run_until(io, [&] { return server.connections() == 0; }));
 }
 
 TEST_CASE("a heartbeat over the connector measures round trips against a tether server") {

@@ -104,10 +104,14 @@ public:
 
   bool echoed() const { return data() == expected_; }
   std::size_t goaways() const {
-    constexpr std::string_view goaway = "\x10goaway\n";
+    // A goaway line, bare or with a payload (listener::stop() sends a reconnect hint).
+    constexpr std::string_view goaway = "\x10goaway";
     std::size_t found = 0;
-    for (auto at = received_.find(goaway); at != std::string::npos; at = received_.find(goaway, at + 1))
-      found += at == 0 || received_[at - 1] == '\n' ? 1 : 0;
+    for (auto at = received_.find(goaway); at != std::string::npos; at = received_.find(goaway, at + 1)) {
+      const std::size_t after = at + goaway.size();
+      const bool starts_line = at == 0 || received_[at - 1] == '\n';
+      found += starts_line && after < received_.size() && (received_[after] == '\n' || received_[after] == ' ') ? 1 : 0;
+    }
     return found;
   }
   std::size_t sent_bytes() const { return expected_.size(); }

@@ -264,7 +264,7 @@ TEST_CASE("tls: a listener keeps its limits over TLS, serves others while a hand
       conn.close();
   };
   client_ctx.on_close = [&](connection_type& conn, close_reason why) { client_closes[&conn] = why; };
-  client_ctx.on_goaway = [&](connection_type& conn) {
+  client_ctx.on_goaway = [&](connection_type& conn, std::string_view) {
     if (++goaways == 1 && echoes.size() == expected_echoes)
       conn.close();
   };

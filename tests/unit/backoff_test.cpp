@@ -1,6 +1,7 @@
 #include "catch.hpp"
 
 #include <tether/backoff.hpp>
+#include <tether/reconnect_hint.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -43,7 +45,7 @@ TEST_CASE("backoff ceilings grow by the multiplier and stop at the maximum") {
   SECTION("a growth far past the cap does not overflow") {
     CHECK(policy.ceiling(10'000) == 1000ms);
     const backoff defaults{};
-    CHECK(defaults.ceiling(0) == 100ms);
+    CHECK(defaults.ceiling(0) == 1000ms);
     CHECK(defaults.ceiling(1'000'000) == 30s);
   }
   SECTION("a fractional multiplier grows by its exact products") {
@@ -146,4 +148,61 @@ TEST_CASE("a policy that would never slow down is refused, naming the field") {
   CHECK(backoff{.multiplier = std::numeric_limits<double>::quiet_NaN()}.validate() ==
         tether::error::backoff_multiplier_below_one);
   CHECK(backoff{.multiplier = 0.5}.validate().message() == "backoff.multiplier must be at least 1.0");
+}
+
+// Jitter drawn before the cap would leave every client that reached the cap waiting exactly `maximum`, in step.
+TEST_CASE("delays at the cap stay spread over the whole capped interval, and so does the first retry") {
+  const backoff policy{.initial = 100ms, .maximum = 400ms, .multiplier = 2.0};
+  std::vector<std::chrono::milliseconds> first;
+  std::vector<std::chrono::milliseconds> capped;
+  for (std::uint64_t client = 0; client < 2000; ++client) {
+    seeded_schedule schedule{policy, std::mt19937_64{seed + client}};
+    first.push_back(schedule.next_delay());
+    draw(schedule, 9);
+    capped.push_back(schedule.next_delay());
+  }
+  const auto spread = [](const std::vector<std::chrono::milliseconds>& delays, std::chrono::milliseconds ceiling) {
+    const auto [lowest, highest] = std::minmax_element(delays.begin(), delays.end());
+    CHECK(*lowest < ceiling / 10);
+    CHECK(*highest > ceiling * 9 / 10);
+    CHECK(*highest <= ceiling);
+    // Uniform over ceiling + 1 whole milliseconds: about 1 % land on the ceiling itself.
+    const auto at_ceiling = std::count(delays.begin(), delays.end(), ceiling);
+    CHECK(at_ceiling < static_cast<std::ptrdiff_t>(delays.size() / 20));
+  };
+  spread(first, 100ms);
+  spread(capped, 400ms);
+}
+
+TEST_CASE("a window drawn from for a reconnect hint is uniform between its bounds") {
+  seeded_schedule schedule{backoff{}, std::mt19937_64{seed}};
+  std::vector<std::chrono::milliseconds> delays;
+  for (int i = 0; i < 2000; ++i)
+    delays.push_back(schedule.draw_within(200ms, 300ms));
+  const auto [lowest, highest] = std::minmax_element(delays.begin(), delays.end());
+  CHECK(*lowest >= 200ms);
+  CHECK(*lowest < 210ms);
+  CHECK(*highest <= 300ms);
+  CHECK(*highest > 290ms);
+  CHECK(schedule.retries() == 0);
+  CHECK(schedule.draw_within(5ms, 5ms) == 5ms);
+}
+
+TEST_CASE("a reconnect hint goes out as a goaway payload token and is read back from one") {
+  using tether::goaway_payload;
+  using tether::parse_reconnect_hint;
+  using tether::reconnect_hint;
+  CHECK(goaway_payload({.earliest = 0ms, .latest = 5s}) == "reconnect-after=0-5000");
+  CHECK(goaway_payload({.earliest = -3ms, .latest = -9ms}) == "reconnect-after=0-0");
+  CHECK(goaway_payload({.earliest = 700ms, .latest = 200ms}) == "reconnect-after=700-700");
+
+  CHECK(parse_reconnect_hint("reconnect-after=0-5000") == reconnect_hint{0ms, 5000ms});
+  CHECK(parse_reconnect_hint("deploy=v42 reconnect-after=250-1000 region=eu") == reconnect_hint{250ms, 1000ms});
+  CHECK(parse_reconnect_hint(goaway_payload({.earliest = 1s, .latest = 2s})) == reconnect_hint{1s, 2s});
+  for (const char* malformed : {"", "bye", "reconnect-after=", "reconnect-after=5", "reconnect-after=5-",
+                                "reconnect-after=-5-10", "reconnect-after=9-3", "reconnect-after=1-2x",
+                                "reconnect-after=99999999999-99999999999", "reconnect-after=1 -2"}) {
+    INFO(malformed);
+    CHECK_FALSE(parse_reconnect_hint(malformed).has_value());
+  }
 }

@@ -217,6 +217,7 @@ TEST_CASE("the server decodes masked frames, reassembles fragments and refuses w
   SECTION("a close frame is the peer's goaway, and its code is kept and echoed") {
     const auto close = stream.decode(masked(0x88, "\x03\xe8" "bye"s));
     CHECK(close.kind == frame_kind::goaway);
+    CHECK(close.payload == "bye");
     CHECK(stream.state.peer_close_code() == 1000);
     CHECK(stream.close_frame_for(tether::close_reason::peer_closed) == "\x88\x02\x03\xe8"s);
   }

@@ -270,7 +270,8 @@ inline decoded websocket_codec::decode_frame(std::string_view buffered, decoder_
           return fail(1007, "a close frame's reason is not UTF-8");
       }
       state.peer_close_code_ = code;
-      return decoded::frame(frame_kind::goaway, payload, consumed);
+      // The goaway's payload is the reason text, as an encoded goaway takes it; the code is kept above.
+      return decoded::frame(frame_kind::goaway, payload.substr(payload.size() >= 2 ? 2 : 0), consumed);
     }
     case 0x09:
       return decoded::frame(frame_kind::ping, payload, consumed);

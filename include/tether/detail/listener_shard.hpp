@@ -149,15 +149,16 @@ public:
       accept_next();
   }
 
-  // Stops accepting and asks every connection to leave; whatever is still open at the deadline is aborted.
-  void stop(std::chrono::steady_clock::time_point deadline) {
+  // Stops accepting and asks every connection to leave with a goaway carrying `goaway`; whatever is still open at
+  // the deadline is aborted.
+  void stop(std::chrono::steady_clock::time_point deadline, std::string_view goaway) {
     if (stopping_)
       return;
     stop_accepting();
     abandon_awaited_headers();
     for (const auto& conn : live_connections()) {
       if constexpr (Codec::carries_control_frames) {
-        if (conn->send_goaway() && conn->is_open())
+        if (conn->send_goaway(goaway) && conn->is_open())
           conn->close(close_reason::shutdown);
       } else {
         conn->close(close_reason::shutdown);

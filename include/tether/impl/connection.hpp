@@ -679,7 +679,7 @@ void connection<Codec, Liveness, UserData>::on_control_frame(const control_frame
   } else if (frame.kind == frame_kind::goaway) {
     peer_going_away_ = true;
     if (context_->on_goaway)
-      context_->on_goaway(*this);
+      context_->on_goaway(*this, frame.payload);
     // Its last frame: the peer sends nothing more, and the protocol wants our closing frame back.
     if constexpr (stream_ending_goaway_codec<Codec>) {
       if (phase_ == phase::open)

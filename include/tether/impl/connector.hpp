@@ -37,6 +37,7 @@ connector<Codec, Liveness, UserData>::connector(asio::io_context& io, connector_
                .liveness = std::move(liveness),
                .options = connection,
                .on_close = [this](connection_type& closed, close_reason why) { on_connection_closed(closed, why); },
+               .on_goaway = [this](connection_type& conn, std::string_view payload) { on_peer_goaway(conn, payload); },
                .stats = &stats_,
                .budget = options_.budget} {}
 
@@ -197,6 +198,7 @@ void connector<Codec, Liveness, UserData>::connected(pending_attempt& attempt) {
   attempt.timer.cancel();
   attempts_ = 0;
   schedule_->reset();
+  reconnect_hint_.reset();
   connection_ = connection_type::create(std::move(attempt.socket), context_, *wheel_);
   const auto connection = connection_;
   connection->start();
@@ -261,6 +263,14 @@ void connector<Codec, Liveness, UserData>::on_connection_closed(connection_type&
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::on_peer_goaway(connection_type& conn, std::string_view payload) {
+  if (&conn == connection_.get())
+    reconnect_hint_ = parse_reconnect_hint(payload);
+  if (on_goaway_)
+    on_goaway_(conn, payload);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
 std::chrono::milliseconds connector<Codec, Liveness, UserData>::reconnect_delay(const connection_type& closed) {
   if (!closed.peer_going_away()) {
     reconnected_after_goaway_ = false;
@@ -269,7 +279,11 @@ std::chrono::milliseconds connector<Codec, Liveness, UserData>::reconnect_delay(
   if (reconnected_after_goaway_)
     return schedule_->next_delay();
   reconnected_after_goaway_ = true;
-  return std::chrono::milliseconds{0};
+  const auto hint = std::exchange(reconnect_hint_, std::nullopt);
+  if (!hint)
+    return std::chrono::milliseconds{0};
+  const auto latest = std::min(hint->latest, options_.retry.maximum);
+  return schedule_->draw_within(std::min(hint->earliest, latest), latest);
 }
 
 } // namespace tether

@@ -141,10 +141,12 @@ void listener<Codec, Liveness, UserData>::stop(std::chrono::milliseconds deadlin
   if (stopping_.exchange(true))
     return;
   const auto until = std::chrono::steady_clock::now() + deadline;
+  // Half the deadline to spread the clients' returns over, and the other half for the last of them to leave.
+  const auto goaway = std::make_shared<const std::string>(goaway_payload({.earliest = {}, .latest = deadline / 2}));
   for (const auto& shard : core_.shards) {
-    asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), until] {
+    asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), until, goaway] {
       if (auto alive = weak.lock())
-        alive->stop(until);
+        alive->stop(until, *goaway);
     });
   }
 }
