@@ -36,7 +36,7 @@ constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--t
                    [--tls-cert FILE --tls-key FILE] [--proxy-protocol CIDR[,CIDR...]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
                    [--idle-timeout DUR] [--max-age DUR[,GRACE]] [--max-connections N] [--max-per-address N]
-                   [--buffer-budget BYTES] [--json]
+                   [--buffer-budget BYTES] [--handover PATH] [--json]
 
 Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
 2min). A liveness strategy runs only when its flag is given.
@@ -48,6 +48,10 @@ Sends every message back on the connection it came from. DUR is a whole number w
                                    event says so in "port_shared"); default 1
   --reuse-port                     SO_REUSEPORT even with one shard: a new server process can bind the port
                                    while this one still serves (a rolling restart)
+  --handover PATH                  restart without losing a connection: take the listening sockets over from the
+                                   echo_server serving PATH (a Unix socket), if one does, instead of binding,
+                                   and serve PATH for the next one; once a successor has taken them, stop as on
+                                   SIGTERM (event handed_over)
   --codec line|length|websocket    framing: one message per line (default), a 4-byte length prefix, or WebSocket
                                    (RFC 6455, any path; text echoed as text, binary as binary; browsers and
                                    WebSocket libraries answer --heartbeat's pings by themselves)
@@ -76,8 +80,8 @@ Sends every message back on the connection it came from. DUR is a whole number w
 Prints the listening socket's options as the kernel holds them, then one line per event: listening, accepted
 (with the connection's options; behind --proxy-protocol "proxy", the balancer's address, and "proxy_header":
 v1, v2, or "local" for the balancer's own health checks, in closed events too), heartbeat (rtt_us), rejected (reason), closed (reason, detail, after_ms since
-the last byte received; close_code, the WebSocket status code the peer sent), stopping, and stopped (counts per
-close reason).
+the last byte received; close_code, the WebSocket status code the peer sent), handed_over, stopping, and
+stopped (counts per close reason).
 
 Runs until SIGINT or SIGTERM, then stops accepting, sends goaway to every peer, resets connections still open
 5s later, prints the summary and exits 0. Exit status 1 when it cannot listen, 2 for a bad command line.
@@ -99,6 +103,7 @@ struct server_options {
   std::size_t max_connections = 0;
   std::size_t max_per_address = 0;
   std::size_t buffer_budget = 0;
+  std::string handover;
   bool json = false;
 };
 
@@ -124,6 +129,12 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
     return true;
   });
   flags.toggle("--reuse-port", [&] { options.reuse_port = true; });
+  flags.value("--handover", "PATH (a Unix socket path)", [&](std::string_view v) {
+    if (v.empty())
+      return false;
+    options.handover = std::string{v};
+    return true;
+  });
   examples::add_connection_flags(flags, options.connection);
   flags.value("--idle-timeout", "DUR above 0 (e.g. 5min)", [&](std::string_view v) {
     const auto idle = examples::parse_duration(v);
@@ -205,6 +216,7 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
                                             .max_connections = options.max_connections,
                                             .max_per_address = options.max_per_address,
                                             .proxy_protocol = {.trusted = options.proxy_sources},
+                                            .handover = {.path = options.handover, .drain = stop_deadline},
                                             .buffer_budget = options.buffer_budget},
                                            codec, liveness};
   using connection_type = typename tether::listener<Codec, Liveness>::connection_type;
@@ -249,6 +261,12 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   });
 
   asio::signal_set signals{io, SIGINT, SIGTERM};
+  server.on_handed_over([&] {
+    events.print("handed_over", {{"path", options.handover},
+                                 {"live", static_cast<std::int64_t>(server.connections())},
+                                 {"deadline_ms", std::chrono::milliseconds{stop_deadline}.count()}});
+    signals.cancel();
+  });
   if (const std::error_code ec = server.start()) {
     fmt::print(stderr, "echo_server: cannot listen on {}: {}\n", examples::endpoint_text(options.listen), ec.message());
     return 1;
@@ -265,6 +283,9 @@ int serve(const server_options& options, const Codec& codec, const Liveness& liv
   for (const auto& network : options.proxy_sources)
     trusted += (trusted.empty() ? "" : ",") + network.to_string();
   listening.push_back({"proxy_protocol", trusted.empty() ? std::string{"off"} : "from " + trusted});
+  listening.push_back({"handover", options.handover.empty() ? std::string{"off"}
+                                   : server.took_over()     ? "took the port over; hands it on at " + options.handover
+                                                            : "bound the port; hands it on at " + options.handover});
   for (auto& option : examples::listener_option_fields(server.native_handle()))
     listening.push_back(std::move(option));
   events.print("listening", listening);

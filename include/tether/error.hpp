@@ -55,6 +55,12 @@ enum class error {
   max_age_negative,
   max_age_grace_negative,
   max_age_jitter_out_of_range,
+  handover_not_supported,
+  handover_path_too_long,
+  handover_timeout_not_positive,
+  handover_drain_negative,
+  handover_malformed,
+  handover_mismatch,
 };
 
 namespace detail {
@@ -150,6 +156,19 @@ public:
       return "max_age.grace must not be negative";
     case error::max_age_jitter_out_of_range:
       return "max_age.jitter must be between 0 and 0.5";
+    case error::handover_not_supported:
+      return std::string{"handing listening sockets to another process is not supported on "} + p::name;
+    case error::handover_path_too_long:
+      return "handover_options.path is longer than a Unix socket address holds";
+    case error::handover_timeout_not_positive:
+      return "handover_options.timeout must be at least 1ms";
+    case error::handover_drain_negative:
+      return "handover_options.drain must not be negative";
+    case error::handover_malformed:
+      return "the process at handover_options.path did not hand over listening TCP sockets";
+    case error::handover_mismatch:
+      return "the listening sockets handed over do not fit this listener (another address or port, or a socket "
+             "count other than 1 or one per shard with balance by_kernel)";
     }
     return "unknown tether error";
   }
@@ -161,7 +180,10 @@ public:
     case error::reuse_port_not_supported:
     case error::tcp_info_not_supported:
     case error::tcp_info_truncated:
+    case error::handover_not_supported:
       return std::errc::not_supported;
+    case error::handover_malformed:
+      return std::errc::protocol_error;
     case error::connection_not_open:
       return std::errc::not_connected;
     case error::write_queue_full:

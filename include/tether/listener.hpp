@@ -36,6 +36,7 @@
 #include <tether/connection.hpp>
 #include <tether/detail/listener_shard.hpp>
 #include <tether/detail/listener_workers.hpp>
+#include <tether/handover.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/proxy_protocol.hpp>
 #include <tether/reconnect_hint.hpp>
@@ -90,6 +91,9 @@ struct listener_options {
   // Off (no trusted source) by default: which balancers must begin their connections with a PROXY protocol
   // header, how long they have, and how long it may be (tether/proxy_protocol.hpp).
   proxy_protocol_options proxy_protocol{};
+  // Off (empty path) by default: the Unix socket over which this listener takes its listening sockets from the
+  // process serving before it, and hands them to the one after (tether/handover.hpp).
+  handover_options handover{};
   // Bytes of partial frames and queued output that all connections may buffer together; 0 = unlimited. Each
   // shard keeps an even share, and closes the connections holding the most first (over_budget) when its share
   // is used up (tether/buffer_budget.hpp). stats().buffered_bytes() shows the use.
@@ -130,12 +134,21 @@ public:
   // (protocol_error, handshake_failed on its timeout, peer_closed, peer_reset; the endpoint is the balancer's).
   // It reaches no other handler. The detail is a string literal.
   void on_reject(std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view detail)> handler);
+  // With options.handover: a successor has taken the listening sockets and accepts on them; this listener has
+  // stopped accepting and now stops as stop(handover.drain) does. Runs on the io_context's thread.
+  void on_handed_over(std::function<void()> handler);
 
   // Validates every option (the listener's, the connections', the wheel's and each strategy's: the error names
   // the field), then opens, configures, binds and listens on every acceptor and starts accepting and the worker
   // threads. Failures come back as error codes (address_in_use, a refused socket option, a field out of range)
-  // and leave the listener as it was, so start() may be tried again.
+  // and leave the listener as it was, so start() may be tried again. With options.handover it first asks the
+  // process at the path for its listening sockets, waiting up to handover.timeout, and accepts on those instead
+  // of binding (handover_mismatch when they are bound elsewhere or their count fits no layout of this
+  // listener's shards; handover_malformed when the answer is not a tether listener's), then serves the path.
   std::error_code start();
+
+  // Whether start() took its listening sockets over from a predecessor rather than binding them.
+  bool took_over() const noexcept { return took_over_; }
 
   // The address and port the listener is bound to, once start() succeeded.
   asio::ip::tcp::endpoint local_endpoint() const { return local_endpoint_; }
@@ -181,14 +194,24 @@ private:
   std::error_code open_sibling_acceptor(acceptor_type& acceptor, const asio::ip::tcp::endpoint& bound) const;
   std::error_code open(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const;
   std::error_code bind_and_listen(acceptor_type& acceptor, const asio::ip::tcp::endpoint& at) const;
+  // Stops accepting and asks every connection to leave; after a handover, first lets go of the listening sockets.
+  void begin_stop(std::chrono::milliseconds deadline, bool handed_over);
+#if !defined(TETHER_PLATFORM_WINDOWS)
+  std::error_code adopt(detail::handover_request& predecessor, const std::vector<std::shared_ptr<shard_type>>& shards,
+                        bool& every_shard_accepts) const;
+  std::error_code serve_handover(const std::vector<std::shared_ptr<shard_type>>& shards);
+  std::shared_ptr<detail::handover_point> handover_point_;
+#endif
 
   asio::io_context& io_;
   listener_options options_;
   std::shared_ptr<detail::listener_workers> workers_;  // outlives the shards, whose io_contexts it owns
   detail::listener_core<Codec, Liveness, UserData> core_;
   asio::ip::tcp::endpoint local_endpoint_;
+  std::function<void()> on_handed_over_;
   std::atomic<bool> stopping_{false};
   bool started_ = false;
+  bool took_over_ = false;
 };
 
 } // namespace tether

@@ -13,6 +13,7 @@
 #include <tether/connector.hpp>
 #include <tether/error.hpp>
 #include <tether/format.hpp>
+#include <tether/handover.hpp>
 #include <tether/ip_network.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
@@ -24,6 +25,7 @@
 #include <tether/liveness/user_timeout.hpp>
 #include <tether/listener.hpp>
 #include <tether/proxy_protocol.hpp>
+#include <tether/reconnect_hint.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
 #include <tether/timer_wheel.hpp>

@@ -175,6 +175,19 @@ public:
     });
   }
 
+  // After a handover: closes this process's copy of the listening socket, whose accept queue the successor now
+  // serves, without the reset a close would give queued connections were it the last copy. Releasing (rather
+  // than closing) takes the socket out of the reactor first, which a close would not do for a socket that
+  // another process still holds open. A connection accepted just before is still admitted.
+  void let_go_of_acceptor() {
+    if (!acceptor_.is_open())
+      return;
+    std::error_code ec;
+    const native_socket released = acceptor_.release(ec);
+    if (!ec)
+      close_socket(released);
+  }
+
   void visit_each(const std::function<void(connection_type&)>& visit) {
     for (const auto& conn : live_connections()) {
       if (conn->is_open())
@@ -193,6 +206,9 @@ public:
 private:
 
   void accept_next() {
+    // Closed by a stop, or let go of after a handover while an accepted connection was still being admitted.
+    if (!acceptor_.is_open())
+      return;
     acceptor_.async_accept(io_, peer_, [weak = this->weak_from_this()](const std::error_code& ec, socket_type socket) {
       if (auto self = weak.lock())
         self->on_accepted(ec, std::move(socket));

@@ -6,6 +6,8 @@
 #include <asio/error.hpp>
 #include <asio/post.hpp>
 
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -19,6 +21,8 @@ inline std::error_code listener_options::validate() const noexcept {
   if (accept_retry_max < accept_retry_initial)
     return error::accept_retry_max_below_initial;
   if (auto ec = proxy_protocol.validate())
+    return ec;
+  if (auto ec = handover.validate())
     return ec;
   return wheel.validate();
 }
@@ -39,6 +43,10 @@ listener<Codec, Liveness, UserData>::listener(asio::io_context& io, listener_opt
 template <class Codec, liveness_policy Liveness, class UserData>
 listener<Codec, Liveness, UserData>::~listener() {
   stopping_.store(true);
+#if !defined(TETHER_PLATFORM_WINDOWS)
+  if (handover_point_)
+    handover_point_->close();
+#endif
   for (std::size_t i = 1; i < core_.shards.size(); ++i) {
     asio::post(core_.shards[i]->context(), [weak = std::weak_ptr<shard_type>(core_.shards[i])] {
       if (auto shard = weak.lock())
@@ -87,6 +95,11 @@ std::error_code listener<Codec, Liveness, UserData>::validate() const noexcept {
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::on_handed_over(std::function<void()> handler) {
+  on_handed_over_ = std::move(handler);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
 std::error_code listener<Codec, Liveness, UserData>::start() {
   if (started_)
     return asio::error::already_started;
@@ -104,18 +117,37 @@ std::error_code listener<Codec, Liveness, UserData>::start() {
     shards.push_back(std::make_shared<shard_type>(workers->context(i), core_, true));
 
   bool every_shard_accepts = false;
+#if !defined(TETHER_PLATFORM_WINDOWS)
+  detail::handover_request predecessor;
+  if (!options_.handover.path.empty()) {
+    if (auto ec = predecessor.ask(options_.handover.path, options_.handover.timeout))
+      return ec;
+  }
+  const bool taking_over = !predecessor.empty();
+  if (auto ec = taking_over ? adopt(predecessor, shards, every_shard_accepts)
+                            : open_first_acceptor(shards.front()->acceptor(), every_shard_accepts))
+    return ec;
+#else
+  constexpr bool taking_over = false;
   if (auto ec = open_first_acceptor(shards.front()->acceptor(), every_shard_accepts))
     return ec;
+#endif
   std::error_code ec;
   const asio::ip::tcp::endpoint bound = shards.front()->acceptor().local_endpoint(ec);
   if (ec)
     return ec;
   if (options_.balance == listener_options::balancing::least_loaded)
     every_shard_accepts = false;
-  for (std::size_t i = 1; every_shard_accepts && i < shards.size(); ++i) {
+  for (std::size_t i = 1; !taking_over && every_shard_accepts && i < shards.size(); ++i) {
     if (auto refused = open_sibling_acceptor(shards[i]->acceptor(), bound))
       return refused;
   }
+#if !defined(TETHER_PLATFORM_WINDOWS)
+  if (!options_.handover.path.empty()) {
+    if (auto refused = serve_handover(shards))
+      return refused;
+  }
+#endif
 
   core_.shards = std::move(shards);
   core_.shard_0_hands_out = workers && !every_shard_accepts;
@@ -124,12 +156,72 @@ std::error_code listener<Codec, Liveness, UserData>::start() {
   local_endpoint_ = bound;
   started_ = true;
   // The workers' first accepts are set up before their threads exist, which orders them before the threads.
+  took_over_ = taking_over;
   for (const auto& shard : core_.shards)
     shard->begin_accepting();
   if (workers_)
     workers_->launch();
+#if !defined(TETHER_PLATFORM_WINDOWS)
+  predecessor.acknowledge();
+#endif
   return {};
 }
+
+#if !defined(TETHER_PLATFORM_WINDOWS)
+// One socket serves every shard the way a socket of this process's own would (shard 0 deals connections out);
+// one per shard needs the kernel to balance them (by_kernel), as when this process binds with reuse_port.
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::adopt(detail::handover_request& predecessor,
+                                                           const std::vector<std::shared_ptr<shard_type>>& shards,
+                                                           bool& every_shard_accepts) const {
+  const std::size_t count = predecessor.size();
+  const bool one_per_shard =
+      count > 1 && count == shards.size() && options_.balance == listener_options::balancing::by_kernel;
+  if (count != 1 && !one_per_shard)
+    return error::handover_mismatch;
+  for (std::size_t i = 0; i < count; ++i) {
+    detail::owned_descriptor socket{predecessor.take(i)};
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (::getsockname(socket.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0)
+      return detail::last_socket_error();
+    const auto protocol = address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4();
+    auto& acceptor = shards[i]->acceptor();
+    std::error_code ec;
+    acceptor.assign(protocol, socket.get(), ec);
+    if (ec)
+      return ec;
+    socket.release();
+    const auto at = acceptor.local_endpoint(ec);
+    if (ec)
+      return ec;
+    if (at.address() != options_.address || (options_.port != 0 && at.port() != options_.port))
+      return error::handover_mismatch;
+  }
+  every_shard_accepts = one_per_shard;
+  return {};
+}
+
+// The handover point keeps copies of the listening sockets that no reactor watches, for a successor to take.
+template <class Codec, liveness_policy Liveness, class UserData>
+std::error_code listener<Codec, Liveness, UserData>::serve_handover(const std::vector<std::shared_ptr<shard_type>>& shards) {
+  std::vector<detail::owned_descriptor> copies;
+  for (const auto& shard : shards) {
+    if (!shard->acceptor().is_open())
+      continue;
+    detail::owned_descriptor copy{::fcntl(shard->acceptor().native_handle(), F_DUPFD_CLOEXEC, 0)};
+    if (!copy)
+      return detail::last_socket_error();
+    copies.push_back(std::move(copy));
+  }
+  auto point = std::make_shared<detail::handover_point>(io_, options_.handover.path, options_.handover.timeout,
+                                                         std::move(copies), [this] { begin_stop(options_.handover.drain, true); });
+  if (auto ec = point->open())
+    return ec;
+  handover_point_ = std::move(point);
+  return {};
+}
+#endif
 
 template <class Codec, liveness_policy Liveness, class UserData>
 native_socket listener<Codec, Liveness, UserData>::native_handle() {
@@ -138,17 +230,41 @@ native_socket listener<Codec, Liveness, UserData>::native_handle() {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void listener<Codec, Liveness, UserData>::stop(std::chrono::milliseconds deadline) {
+  begin_stop(deadline, false);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void listener<Codec, Liveness, UserData>::begin_stop(std::chrono::milliseconds deadline, bool handed_over) {
   if (stopping_.exchange(true))
     return;
+#if !defined(TETHER_PLATFORM_WINDOWS)
+  // A stopped listener's port must close for good, so the copies kept for a successor go too.
+  if (handover_point_)
+    asio::post(io_, [point = handover_point_] { point->close(); });
+#endif
   const auto until = std::chrono::steady_clock::now() + deadline;
   // Half the deadline to spread the clients' returns over, and the other half for the last of them to leave.
   const auto goaway = std::make_shared<const std::string>(goaway_payload({.earliest = {}, .latest = deadline / 2}));
   for (const auto& shard : core_.shards) {
-    asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), until, goaway] {
-      if (auto alive = weak.lock())
+    asio::post(shard->context(), [weak = std::weak_ptr<shard_type>(shard), until, goaway, handed_over] {
+      auto alive = weak.lock();
+      if (!alive)
+        return;
+      if (!handed_over) {
         alive->stop(until, *goaway);
+        return;
+      }
+      // The stop waits behind a connection whose accept has completed but not yet run, so that it is admitted
+      // and then asked to leave like the others rather than refused.
+      alive->let_go_of_acceptor();
+      asio::post(alive->context(), [weak, until, goaway] {
+        if (auto still = weak.lock())
+          still->stop(until, *goaway);
+      });
     });
   }
+  if (handed_over && on_handed_over_)
+    on_handed_over_();
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
