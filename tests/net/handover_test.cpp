@@ -8,6 +8,7 @@
 #include <tether/codec/line_codec.hpp>
 #include <tether/error.hpp>
 #include <tether/listener.hpp>
+#include <tether/socket_options.hpp>
 
 #include <asio.hpp>
 #include <fmt/format.h>
@@ -243,4 +244,57 @@ TEST_CASE("handover: a successor that cannot take the sockets is refused and the
   client.close();
   old_server.stop(0ms);
   old_thread.join();
+}
+
+// Why the handover passes the socket itself: a SO_REUSEPORT group does not move a closing member's accept queue
+// to the members that stay (unless net.ipv4.tcp_migrate_req is set), so a restart that relies on the group alone
+// resets the connections that hashed to the old process and were not accepted yet.
+TEST_CASE("handover: closing a member of a SO_REUSEPORT group resets the connections waiting in its queue") {
+  std::ifstream migrate_setting{"/proc/sys/net/ipv4/tcp_migrate_req"};
+  int migrate = 0;
+  migrate_setting >> migrate;
+  asio::io_context io;
+  const auto reusing = [&](std::uint16_t port) {
+    tcp::acceptor acceptor{io};
+    acceptor.open(tcp::v4());
+    acceptor.set_option(asio::socket_base::reuse_address{true});
+    REQUIRE_FALSE(tether::set_option(acceptor, tether::sockopt::reuse_port{}));
+    acceptor.bind({loopback, port});
+    acceptor.listen();
+    return acceptor;
+  };
+  tcp::acceptor leaving = reusing(0);
+  tcp::acceptor staying = reusing(leaving.local_endpoint().port());
+
+  std::vector<tcp::socket> clients;
+  for (int i = 0; i < 40; ++i) {
+    clients.emplace_back(io);
+    clients.back().connect(leaving.local_endpoint());
+  }
+  leaving.close();
+
+  // Everything still queued went to the member that stays; the rest was reset with the member that left.
+  std::vector<tcp::socket> accepted;
+  staying.non_blocking(true);
+  for (std::error_code ec; !ec;) {
+    tcp::socket taken{io};
+    staying.accept(taken, ec);
+    if (!ec)
+      accepted.push_back(std::move(taken));
+  }
+  std::size_t reset = 0;
+  for (auto& client : clients) {
+    client.non_blocking(true);
+    char byte = 0;
+    std::error_code ec;
+    client.read_some(asio::buffer(&byte, 1), ec);
+    reset += ec == asio::error::connection_reset ? 1 : 0;
+  }
+  INFO("reset: " << reset << " of 40, accepted by the member that stayed: " << accepted.size()
+                 << ", tcp_migrate_req " << migrate);
+  CHECK(reset + accepted.size() == 40);
+  if (migrate == 0)
+    CHECK(reset > 0);
+  else
+    CHECK(reset == 0);
 }
