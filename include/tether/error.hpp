@@ -61,6 +61,7 @@ enum class error {
   handover_drain_negative,
   handover_malformed,
   handover_mismatch,
+  descriptor_reserve_not_supported,
 };
 
 namespace detail {
@@ -166,6 +167,8 @@ public:
       return "handover_options.drain must not be negative";
     case error::handover_malformed:
       return "the process at handover_options.path did not hand over listening TCP sockets";
+    case error::descriptor_reserve_not_supported:
+      return std::string{"refusing connections with a reserve descriptor is not supported on "} + p::name;
     case error::handover_mismatch:
       return "the listening sockets handed over do not fit this listener (another address or port, or a socket "
              "count other than 1 or one per shard with balance by_kernel)";
@@ -181,6 +184,7 @@ public:
     case error::tcp_info_not_supported:
     case error::tcp_info_truncated:
     case error::handover_not_supported:
+    case error::descriptor_reserve_not_supported:
       return std::errc::not_supported;
     case error::handover_malformed:
       return std::errc::protocol_error;

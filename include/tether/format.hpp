@@ -136,7 +136,8 @@ struct fmt::formatter<tether::stats> : tether::detail::plain_formatter {
       if (const auto count = v.closed(reason))
         out = fmt::format_to(out, " {}={}", tether::close_reason_name(reason), count);
     }
-    for (const auto limit : {tether::connection_limit::max_connections, tether::connection_limit::max_per_address}) {
+    for (const auto limit : {tether::connection_limit::max_connections, tether::connection_limit::max_per_address,
+                              tether::connection_limit::descriptors}) {
       if (const auto count = v.refused(limit))
         out = fmt::format_to(out, " over_{}={}", tether::connection_limit_name(limit), count);
     }

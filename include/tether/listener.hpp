@@ -88,6 +88,13 @@ struct listener_options {
   // persist), doubling per failure and reset by a successful accept: the values Go's net/http uses.
   std::chrono::milliseconds accept_retry_initial{5};
   std::chrono::milliseconds accept_retry_max{1000};
+  // What a shard does when accepting fails for want of descriptors (EMFILE, ENFILE). pause: it pauses as above,
+  // and the queued clients wait, their connects hanging, until descriptors are free again. refuse: each shard
+  // keeps one descriptor in reserve and, out of descriptors, frees it to accept the queued connections and close
+  // each at once (RST or FIN, as `reject` says), so that their clients learn at once and may go elsewhere;
+  // counted under limit_exceeded and stats().refused(connection_limit::descriptors), reported to on_reject as
+  // "out of descriptors". POSIX only (start() reports descriptor_reserve_not_supported on Windows).
+  enum class descriptor_shortage : std::uint8_t { pause, refuse } out_of_descriptors = descriptor_shortage::pause;
   // Off (no trusted source) by default: which balancers must begin their connections with a PROXY protocol
   // header, how long they have, and how long it may be (tether/proxy_protocol.hpp).
   proxy_protocol_options proxy_protocol{};

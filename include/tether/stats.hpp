@@ -15,10 +15,19 @@
 namespace tether {
 
 // The listener limits a refused connection was over.
-enum class connection_limit : std::uint8_t { max_connections, max_per_address };
+// descriptors: refused for want of a descriptor (listener_options::out_of_descriptors = refuse).
+enum class connection_limit : std::uint8_t { max_connections, max_per_address, descriptors };
 
 constexpr std::string_view connection_limit_name(connection_limit limit) noexcept {
-  return limit == connection_limit::max_connections ? "max_connections" : "max_per_address";
+  switch (limit) {
+  case connection_limit::max_connections:
+    return "max_connections";
+  case connection_limit::max_per_address:
+    return "max_per_address";
+  case connection_limit::descriptors:
+    return "descriptors";
+  }
+  return "unknown";
 }
 
 class stats {
@@ -89,7 +98,7 @@ private:
   std::atomic<std::uint64_t> opened_{0};
   std::atomic<std::int64_t> live_{0};
   std::array<std::atomic<std::uint64_t>, close_reason_count> closed_{};
-  std::array<std::atomic<std::uint64_t>, 2> refused_{};
+  std::array<std::atomic<std::uint64_t>, 3> refused_{};
   std::atomic<std::int64_t> buffered_{0};
   std::atomic<std::uint64_t> heartbeats_{0};
   std::atomic<std::int64_t> last_rtt_us_{0};

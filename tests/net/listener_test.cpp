@@ -535,6 +535,76 @@ TEST_CASE("running out of descriptors pauses accepting without spinning and reco
   CHECK(echo_round(client_io, waiting, "after"));
 }
 
+TEST_CASE("with out_of_descriptors = refuse, clients queued while descriptors run out are refused at once") {
+  echo_server server{{.out_of_descriptors = tether::listener_options::descriptor_shortage::refuse}};
+  server.start();
+  asio::io_context client_io;
+  clients served;
+  for (int i = 0; i < 3; ++i)
+    served.push_back(connected_client(client_io, server.address()));
+  REQUIRE(echo_round(client_io, served, "before"));
+  // As in the test above: an error-category comparison the sanitizers first meet with no descriptors left.
+  clients warm_up;
+  warm_up.push_back(connected_client(client_io, server.address()));
+  REQUIRE(echo_round(client_io, warm_up, "warm-up"));
+  warm_up.front()->leave();
+  REQUIRE(run_until(client_io, [&] { return server.listener.connections() == served.size(); }));
+
+  clients waiting;
+  for (int i = 0; i < 2; ++i)
+    waiting.push_back(std::make_unique<line_client>(client_io, loopback));
+
+  // Checked once the descriptors are back, for the reason given above.
+  struct {
+    bool exhausted = false;
+    bool refused = false;
+    std::chrono::steady_clock::duration refused_after{};
+    bool served_kept_echoing = true;
+    double cpu_share = 1;
+  } seen;
+  {
+    const descriptor_exhaustion exhaustion;
+    seen.exhausted = exhaustion.exhausted();
+    if (seen.exhausted) {
+      const auto began = std::chrono::steady_clock::now();
+      for (std::size_t i = 0; i < waiting.size(); ++i) {
+        waiting[i]->connect(server.address());
+        waiting[i]->send(fmt::format("queued {}", i));
+      }
+      seen.refused = run_until(client_io, [&] {
+        return std::all_of(waiting.begin(), waiting.end(), [](const auto& client) { return client->ended(); });
+      }, scaled(2000ms));
+      seen.refused_after = std::chrono::steady_clock::now() - began;
+      const cpu_meter meter;
+      for (int round = 0; round < 5 && seen.served_kept_echoing; ++round) {
+        seen.served_kept_echoing = echo_round(client_io, served, fmt::format("exhausted {}", round));
+        run_for(client_io, 100ms);
+      }
+      seen.cpu_share = meter.share_of_one_core();
+    }
+  }
+  REQUIRE(seen.exhausted);
+  REQUIRE(seen.refused);
+  CHECK(within_budget("queued clients refused while out of descriptors", seen.refused_after, scaled(500ms)));
+  for (const auto& client : waiting) {
+    CHECK(client->end_reason() == asio::error::connection_reset);
+    CHECK(client->data().empty());
+  }
+  CHECK(seen.served_kept_echoing);
+  CHECK(seen.cpu_share < 0.25);
+  CHECK(server.listener.stats().refused(tether::connection_limit::descriptors) == 2);
+  const auto rejected = server.rejections.items();
+  REQUIRE(rejected.size() == 2);
+  for (const auto& r : rejected) {
+    CHECK(r.why == close_reason::limit_exceeded);
+    CHECK(r.detail == "out of descriptors");
+    CHECK(r.peer.address() == loopback);
+  }
+  clients newcomer;
+  newcomer.push_back(connected_client(client_io, server.address()));
+  CHECK(echo_round(client_io, newcomer, "after"));
+}
+
 TEST_CASE("stop lets clients finish after a goaway and aborts the ones that ignore it") {
   tether::listener_options options{};
   SECTION("one shard") { options.shards = 1; }

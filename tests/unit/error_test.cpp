@@ -21,7 +21,7 @@ TEST_CASE("tether errors carry their category, a range message and a portable co
 
 TEST_CASE("every error code has its own message") {
   for (int value = static_cast<int>(tether::error::keepalive_idle_out_of_range);
-       value <= static_cast<int>(tether::error::handover_mismatch); ++value) {
+       value <= static_cast<int>(tether::error::descriptor_reserve_not_supported); ++value) {
     const auto message = tether::error_category().message(value);
     INFO(value);
     CHECK(message != tether::error_category().message(value == 1 ? 2 : 1));
@@ -63,6 +63,9 @@ TEST_CASE("close reasons and stats print readably") {
   tether::stats refusals;
   refusals.record_refused(tether::connection_limit::max_per_address);
   CHECK(fmt::format("{}", refusals) == "stats{live=0 opened=0 limit_exceeded=1 over_max_per_address=1}");
+  refusals.record_refused(tether::connection_limit::descriptors);
+  CHECK(fmt::format("{}", refusals) ==
+        "stats{live=0 opened=0 limit_exceeded=2 over_max_per_address=1 over_descriptors=1}");
 
   tether::stats counters;
   counters.record_open();

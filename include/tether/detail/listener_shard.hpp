@@ -14,6 +14,7 @@
 #include <tether/detail/listener_limits.hpp>
 #include <tether/detail/native_socket.hpp>
 #include <tether/detail/proxy_header.hpp>
+#include <tether/detail/spare_descriptor.hpp>
 #include <tether/proxy_protocol.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -50,6 +52,7 @@ struct shard_options {
   bool reject_abortively;
   std::chrono::milliseconds accept_retry_initial;
   std::chrono::milliseconds accept_retry_max;
+  bool refuse_without_descriptors;  // keep a spare descriptor and refuse the queue with it when they run out
   proxy_protocol_options proxy_protocol;
   std::size_t buffer_budget;  // over all shards; 0 = unlimited
 };
@@ -86,6 +89,13 @@ struct listener_core {
 inline bool only_that_connection_failed(const std::error_code& ec) noexcept {
   return ec == asio::error::connection_aborted || ec == asio::error::connection_reset;
 }
+
+inline bool out_of_descriptors(const std::error_code& ec) noexcept {
+  return ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system;
+}
+
+// How many queued connections one refusal round accepts and closes before the shard serves others again.
+inline constexpr std::size_t refusals_per_round = 256;
 
 // A connection's descriptor on its way from the shard that accepted it to the shard that serves it; closed if it
 // never gets there.
@@ -145,8 +155,11 @@ public:
   acceptor_type& acceptor() noexcept { return acceptor_; }
 
   void begin_accepting() {
-    if (acceptor_.is_open())
-      accept_next();
+    if (!acceptor_.is_open())
+      return;
+    if (core_.options.refuse_without_descriptors)
+      spare_.reserve();
+    accept_next();
   }
 
   // Stops accepting and asks every connection to leave with a goaway carrying `goaway`; whatever is still open at
@@ -224,6 +237,8 @@ private:
     if (ec) {
       if (only_that_connection_failed(ec))
         accept_next();
+      else if (out_of_descriptors(ec) && spare_.held())
+        refuse_queued();
       else
         pause_accepting();
       return;
@@ -361,6 +376,38 @@ private:
     retry_timer_.expires_after(retry_delay_);
     retry_delay_ = std::min(retry_delay_ * 2, core_.options.accept_retry_max);
     retry_timer_.async_wait([weak = this->weak_from_this()](const std::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec || self->stopping_)
+        return;
+      // A spare that could not be taken back after a refusal round is tried for again on every retry.
+      if (self->core_.options.refuse_without_descriptors)
+        self->spare_.reserve();
+      self->accept_next();
+    });
+  }
+
+  // Out of descriptors with one in reserve: the queued connections are refused at once instead of waiting.
+  // accept() fails with EMFILE whenever no descriptor is free, whether or not a connection is queued (Asio tries
+  // it before waiting), so the next attempt waits until the socket is readable: a new connection to refuse or,
+  // if a descriptor has been freed meanwhile, to serve.
+  void refuse_queued() {
+    spare_.refuse_queued(acceptor_.native_handle(), core_.options.reject_abortively, refusals_per_round,
+                         [this](const sockaddr* address, std::size_t length) {
+                           core_.stats.record_refused(connection_limit::descriptors);
+                           if (!on_reject_)
+                             return;
+                           asio::ip::tcp::endpoint peer;
+                           if (length <= peer.capacity()) {
+                             std::memcpy(peer.data(), address, length);
+                             peer.resize(length);
+                           }
+                           on_reject_(peer, close_reason::limit_exceeded, "out of descriptors");
+                         });
+    if (!spare_.held()) {
+      pause_accepting();
+      return;
+    }
+    acceptor_.async_wait(acceptor_type::wait_read, [weak = this->weak_from_this()](const std::error_code& ec) {
       if (auto self = weak.lock(); self && !ec && !self->stopping_)
         self->accept_next();
     });
@@ -524,6 +571,7 @@ private:
   std::function<void(connection_type&)> on_accept_;
   std::function<void(const asio::ip::tcp::endpoint&, close_reason, std::string_view)> on_reject_;
   std::optional<buffer_budget> budget_;  // this shard's share of listener_options::buffer_budget
+  spare_descriptor spare_;               // with out_of_descriptors = refuse
   std::optional<timer_wheel> wheel_;
   acceptor_type acceptor_;
   asio::ip::tcp::endpoint peer_;  // filled in by the accept in flight

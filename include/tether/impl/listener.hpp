@@ -24,6 +24,8 @@ inline std::error_code listener_options::validate() const noexcept {
     return ec;
   if (auto ec = handover.validate())
     return ec;
+  if (out_of_descriptors == descriptor_shortage::refuse && !detail::spare_descriptor_supported)
+    return error::descriptor_reserve_not_supported;
   return wheel.validate();
 }
 
@@ -36,6 +38,8 @@ listener<Codec, Liveness, UserData>::listener(asio::io_context& io, listener_opt
              .reject_abortively = options_.reject == listener_options::rejection::abortive,
              .accept_retry_initial = options_.accept_retry_initial,
              .accept_retry_max = options_.accept_retry_max,
+             .refuse_without_descriptors =
+                 options_.out_of_descriptors == listener_options::descriptor_shortage::refuse,
              .proxy_protocol = options_.proxy_protocol,
              .buffer_budget = options_.buffer_budget},
             options_.max_connections, options_.max_per_address) {}
