@@ -464,14 +464,20 @@ TEST_CASE("max_per_address refuses extra clients from one address and serves ano
   CHECK(echo_round(client_io, newcomer, "newcomer"));
 }
 
-TEST_CASE("running out of descriptors pauses accepting without spinning and recovers") {
-  echo_server server{{}};
-  server.start();
-  asio::io_context client_io;
+namespace {
+
+// Before a test runs a server out of descriptors: three clients it serves, and two whose sockets exist before the
+// descriptors run out, so that only the server's accept needs a new one.
+struct exhaustion_clients {
   clients served;
+  clients waiting;
+};
+
+exhaustion_clients prepare_for_exhaustion(echo_server& server, asio::io_context& client_io) {
+  exhaustion_clients made;
   for (int i = 0; i < 3; ++i)
-    served.push_back(connected_client(client_io, server.address()));
-  REQUIRE(echo_round(client_io, served, "before"));
+    made.served.push_back(connected_client(client_io, server.address()));
+  REQUIRE(echo_round(client_io, made.served, "before"));
 
   // UBSan checks the dynamic type of every error_category an error_code comparison touches. It caches what it
   // has checked, but a first check needs a pipe to probe the object's memory, and without descriptors it takes
@@ -481,12 +487,22 @@ TEST_CASE("running out of descriptors pauses accepting without spinning and reco
   warm_up.push_back(connected_client(client_io, server.address()));
   REQUIRE(echo_round(client_io, warm_up, "warm-up"));
   warm_up.front()->leave();
-  REQUIRE(run_until(client_io, [&] { return server.listener.connections() == served.size(); }));
+  REQUIRE(run_until(client_io, [&] { return server.listener.connections() == made.served.size(); }));
 
-  // Their sockets exist before the descriptors run out; only the server's accept needs a new one.
-  clients waiting;
   for (int i = 0; i < 2; ++i)
-    waiting.push_back(std::make_unique<line_client>(client_io, loopback));
+    made.waiting.push_back(std::make_unique<line_client>(client_io, loopback));
+  return made;
+}
+
+} // namespace
+
+TEST_CASE("running out of descriptors pauses accepting without spinning and recovers") {
+  echo_server server{{}};
+  server.start();
+  asio::io_context client_io;
+  exhaustion_clients prepared = prepare_for_exhaustion(server, client_io);
+  clients& served = prepared.served;
+  clients& waiting = prepared.waiting;
 
   // Nothing is asserted while the descriptors are gone, since the sanitizers' runtimes need descriptors of their
   // own to check an assertion's objects (UBSan probes memory through a pipe); what happened is kept and checked
@@ -539,22 +555,11 @@ TEST_CASE("with out_of_descriptors = refuse, clients queued while descriptors ru
   echo_server server{{.out_of_descriptors = tether::listener_options::descriptor_shortage::refuse}};
   server.start();
   asio::io_context client_io;
-  clients served;
-  for (int i = 0; i < 3; ++i)
-    served.push_back(connected_client(client_io, server.address()));
-  REQUIRE(echo_round(client_io, served, "before"));
-  // As in the test above: an error-category comparison the sanitizers first meet with no descriptors left.
-  clients warm_up;
-  warm_up.push_back(connected_client(client_io, server.address()));
-  REQUIRE(echo_round(client_io, warm_up, "warm-up"));
-  warm_up.front()->leave();
-  REQUIRE(run_until(client_io, [&] { return server.listener.connections() == served.size(); }));
+  exhaustion_clients prepared = prepare_for_exhaustion(server, client_io);
+  clients& served = prepared.served;
+  clients& waiting = prepared.waiting;
 
-  clients waiting;
-  for (int i = 0; i < 2; ++i)
-    waiting.push_back(std::make_unique<line_client>(client_io, loopback));
-
-  // Checked once the descriptors are back, for the reason given above.
+  // Checked once the descriptors are back, for the reason given in the test above.
   struct {
     bool exhausted = false;
     bool refused = false;
