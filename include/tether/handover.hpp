@@ -18,6 +18,7 @@
 #pragma once
 
 #include <tether/detail/config.hpp>
+#include <tether/detail/socket_handover.hpp>
 #include <tether/error.hpp>
 
 #include <chrono>
@@ -33,12 +34,6 @@ struct handover_options {
 
   std::error_code validate() const noexcept;
 };
-
-} // namespace tether
-
-#include <tether/detail/socket_handover.hpp>
-
-namespace tether {
 
 inline std::error_code handover_options::validate() const noexcept {
   if (path.empty())

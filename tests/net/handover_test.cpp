@@ -298,3 +298,26 @@ TEST_CASE("handover: closing a member of a SO_REUSEPORT group resets the connect
   else
     CHECK(reset == 0);
 }
+
+TEST_CASE("handover: options out of range are refused by start(), naming the field") {
+  asio::io_context io;
+  tether::listener_options options{};
+  std::error_code expected;
+  SECTION("a path longer than a Unix socket address holds") {
+    options.handover.path = "/tmp/" + std::string(200, 'x');
+    expected = tether::error::handover_path_too_long;
+  }
+  SECTION("a timeout of zero") {
+    options.handover = {.path = fresh_path("options"), .timeout = 0ms};
+    expected = tether::error::handover_timeout_not_positive;
+  }
+  SECTION("a negative drain") {
+    options.handover = {.path = fresh_path("options"), .drain = -1ms};
+    expected = tether::error::handover_drain_negative;
+  }
+  line_listener server{io, options};
+  const std::error_code ec = server.start();
+  CHECK(ec == expected);
+  CHECK(ec.message().find("handover_options.") != std::string::npos);
+  CHECK_FALSE(exists(options.handover.path));
+}
