@@ -471,6 +471,7 @@ namespace {
 struct exhaustion_clients {
   clients served;
   clients waiting;
+  clients warmed_up;  // left already, but its read may still be pending on the client io_context
 };
 
 exhaustion_clients prepare_for_exhaustion(echo_server& server, asio::io_context& client_io) {
@@ -483,7 +484,7 @@ exhaustion_clients prepare_for_exhaustion(echo_server& server, asio::io_context&
   // has checked, but a first check needs a pipe to probe the object's memory, and without descriptors it takes
   // the object for one with an invalid vptr. The server's only first comparison with no descriptors left would
   // be with Asio's end-of-file category, when the clients leave: a client that leaves now makes it beforehand.
-  clients warm_up;
+  clients& warm_up = made.warmed_up;
   warm_up.push_back(connected_client(client_io, server.address()));
   REQUIRE(echo_round(client_io, warm_up, "warm-up"));
   warm_up.front()->leave();
