@@ -495,6 +495,31 @@ exhaustion_clients prepare_for_exhaustion(echo_server& server, asio::io_context&
   return made;
 }
 
+// With the descriptors gone: the waiting clients connect and each sends a line.
+void connect_waiting(clients& waiting, const endpoint& server) {
+  for (std::size_t i = 0; i < waiting.size(); ++i) {
+    waiting[i]->connect(server);
+    waiting[i]->send(fmt::format("queued {}", i));
+  }
+}
+
+struct echoes_while_exhausted {
+  bool all_came_back = true;
+  double cpu_share = 1;  // of one core, for the whole process, over the rounds
+};
+
+// `rounds` echo rounds on the served clients, 100 ms apart, stopping at the first that fails.
+echoes_while_exhausted echo_rounds(asio::io_context& client_io, clients& served, int rounds) {
+  echoes_while_exhausted seen;
+  const cpu_meter meter;
+  for (int round = 0; round < rounds && seen.all_came_back; ++round) {
+    seen.all_came_back = echo_round(client_io, served, fmt::format("exhausted {}", round));
+    run_for(client_io, 100ms);
+  }
+  seen.cpu_share = meter.share_of_one_core();
+  return seen;
+}
+
 } // namespace
 
 TEST_CASE("running out of descriptors pauses accepting without spinning and recovers") {
@@ -511,8 +536,7 @@ TEST_CASE("running out of descriptors pauses accepting without spinning and reco
   struct {
     bool exhausted = false;
     bool queued_served_while_exhausted = false;
-    bool served_kept_echoing = true;
-    double cpu_share = 1;
+    echoes_while_exhausted served;
     std::size_t connections = 0;
     bool queued_served_after_others_left = false;
   } seen;
@@ -520,17 +544,9 @@ TEST_CASE("running out of descriptors pauses accepting without spinning and reco
     const descriptor_exhaustion exhaustion;
     seen.exhausted = exhaustion.exhausted();
     if (seen.exhausted) {
-      for (std::size_t i = 0; i < waiting.size(); ++i) {
-        waiting[i]->connect(server.address());
-        waiting[i]->send(fmt::format("queued {}", i));
-      }
+      connect_waiting(waiting, server.address());
       run_for(client_io, 200ms);  // the server meets EMFILE and starts backing off
-      const cpu_meter meter;
-      for (int round = 0; round < 10 && seen.served_kept_echoing; ++round) {
-        seen.served_kept_echoing = echo_round(client_io, served, fmt::format("exhausted {}", round));
-        run_for(client_io, 100ms);
-      }
-      seen.cpu_share = meter.share_of_one_core();
+      seen.served = echo_rounds(client_io, served, 10);
       seen.queued_served_while_exhausted = all_echoed(waiting);
       seen.connections = server.listener.connections();
 
@@ -540,8 +556,8 @@ TEST_CASE("running out of descriptors pauses accepting without spinning and reco
     }
   }
   REQUIRE(seen.exhausted);
-  CHECK(seen.served_kept_echoing);
-  CHECK(seen.cpu_share < 0.25);
+  CHECK(seen.served.all_came_back);
+  CHECK(seen.served.cpu_share < 0.25);
   CHECK(!seen.queued_served_while_exhausted);
   CHECK(seen.connections == 3);
   CHECK(seen.queued_served_after_others_left);
@@ -565,28 +581,19 @@ TEST_CASE("with out_of_descriptors = refuse, clients queued while descriptors ru
     bool exhausted = false;
     bool refused = false;
     std::chrono::steady_clock::duration refused_after{};
-    bool served_kept_echoing = true;
-    double cpu_share = 1;
+    echoes_while_exhausted served;
   } seen;
   {
     const descriptor_exhaustion exhaustion;
     seen.exhausted = exhaustion.exhausted();
     if (seen.exhausted) {
       const auto began = std::chrono::steady_clock::now();
-      for (std::size_t i = 0; i < waiting.size(); ++i) {
-        waiting[i]->connect(server.address());
-        waiting[i]->send(fmt::format("queued {}", i));
-      }
+      connect_waiting(waiting, server.address());
       seen.refused = run_until(client_io, [&] {
         return std::all_of(waiting.begin(), waiting.end(), [](const auto& client) { return client->ended(); });
       }, scaled(2000ms));
       seen.refused_after = std::chrono::steady_clock::now() - began;
-      const cpu_meter meter;
-      for (int round = 0; round < 5 && seen.served_kept_echoing; ++round) {
-        seen.served_kept_echoing = echo_round(client_io, served, fmt::format("exhausted {}", round));
-        run_for(client_io, 100ms);
-      }
-      seen.cpu_share = meter.share_of_one_core();
+      seen.served = echo_rounds(client_io, served, 5);
     }
   }
   REQUIRE(seen.exhausted);
@@ -596,8 +603,8 @@ TEST_CASE("with out_of_descriptors = refuse, clients queued while descriptors ru
     CHECK(client->end_reason() == asio::error::connection_reset);
     CHECK(client->data().empty());
   }
-  CHECK(seen.served_kept_echoing);
-  CHECK(seen.cpu_share < 0.25);
+  CHECK(seen.served.all_came_back);
+  CHECK(seen.served.cpu_share < 0.25);
   CHECK(server.listener.stats().refused(tether::connection_limit::descriptors) == 2);
   const auto rejected = server.rejections.items();
   REQUIRE(rejected.size() == 2);

@@ -238,10 +238,9 @@ public:
     return {};
   }
 
-  // No more successors: closes the copies (so that a stopped listener's port is closed for good) and removes
+  // No more successors (the acceptor is closed from then on, which its handlers check): closes the copies (so that a stopped listener's port is closed for good) and removes
   // the path unless a successor has put its own socket there.
   void close() {
-    closed_ = true;
     std::error_code ignored;
     acceptor_.close(ignored);
     channel_.close(ignored);
@@ -258,7 +257,7 @@ private:
   void accept_next() {
     acceptor_.async_accept(channel_, [weak = weak_from_this()](const std::error_code& ec) {
       auto self = weak.lock();
-      if (!self || self->closed_)
+      if (!self || !self->acceptor_.is_open())
         return;
       if (ec) {
         if (ec != asio::error::operation_aborted)
@@ -283,7 +282,7 @@ private:
     });
     asio::async_read(channel_, asio::buffer(answer_), [weak = weak_from_this()](const std::error_code& ec, std::size_t) {
       auto self = weak.lock();
-      if (!self || self->closed_)
+      if (!self || !self->acceptor_.is_open())
         return;
       self->timer_.cancel();
       if (ec) {
@@ -334,7 +333,6 @@ private:
   std::array<char, 1> answer_{};
   ino_t bound_inode_ = 0;
   dev_t bound_device_ = 0;
-  bool closed_ = false;
 };
 #endif
 
