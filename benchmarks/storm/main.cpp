@@ -11,11 +11,13 @@
 //             storm the other two avoid, measured on the same machine in the same run.
 // Each prints its arrival histogram, the largest 100 ms bucket as a share of N, and the bound RESULTS.md
 // documents: 2 x N x 100 ms / the window the clients spread over, twice the even share (the crash restart's
-// second 100 ms comes closest, at up to 1.49 x the even share in RESULTS.md's runs). The run fails if a bound
+// second 100 ms comes closest, at up to 1.47 x the even share in RESULTS.md's runs). The run fails if a bound
 // is broken.
 //
 //   tether_bench_storm [--quick] [--clients 10000]
+#include "../support/control.hpp"
 #include "../support/flags.hpp"
+#include "../support/process.hpp"
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/connector.hpp>
@@ -29,15 +31,12 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
-#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include <poll.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 namespace {
@@ -57,110 +56,78 @@ std::uint16_t free_port() {
   return probe.local_endpoint().port();
 }
 
-// A server generation: reports every accept's steady-clock time (shared by all processes on Linux) on `report`.
-// SIGUSR1 sends every connection a bare goaway; SIGTERM stops it.
-[[noreturn]] void serve(int report, std::uint16_t port, const std::string& handover_path) {
+// A server generation (mode "serve"): prints "listening", then "accepted NS" with each accept's steady-clock time
+// (one clock for every process on Linux). The command "goaway" sends every connection a goaway without a hint;
+// end of input stops it. After a handover it drains and exits once its input ends too.
+int serve(std::uint16_t port, const std::string& handover_path) {
   asio::io_context io;
   tether::listener<tether::line_codec> server{io, {.port = port, .handover = {.path = handover_path, .drain = drain}}};
-  server.on_accept([report](auto&) {
-    const std::int64_t at = now_ns();
-    if (::write(report, &at, sizeof at) != sizeof at)
-      ::_exit(3);
-  });
-  asio::signal_set signals{io, SIGTERM, SIGUSR1};
-  std::function<void(const std::error_code&, int)> on_signal = [&](const std::error_code& ec, int signal) {
-    if (ec)
-      return;
-    if (signal == SIGTERM) {
-      server.stop(0ms);
-      return;
-    }
-    server.for_each_connection([](auto& conn) { conn.send_goaway(); });
-    signals.async_wait(on_signal);
-  };
-  signals.async_wait(on_signal);
-  server.on_handed_over([&] { signals.cancel(); });
+  server.on_accept([](auto&) { bench::control_channel::reply(fmt::format("accepted {}", now_ns())); });
+  bench::control_channel control{io,
+                                 [&](std::string_view command) {
+                                   if (command == "goaway")
+                                     server.for_each_connection([](auto& conn) { conn.send_goaway(); });
+                                 },
+                                 [&] { server.stop(0ms); }};
   if (const auto ec = server.start()) {
     fmt::print(stderr, "storm server: {}\n", ec.message());
-    ::_exit(1);
+    return 1;
   }
+  control.start();
+  bench::control_channel::reply("listening");
   io.run();
-  ::_exit(0);
+  return 0;
 }
 
-// The clients: connectors with their defaults, spread over 16 source addresses so that three generations of
-// connections never run short of ephemeral ports. Ends on SIGTERM.
-[[noreturn]] void connect_clients(std::uint16_t port, std::size_t count) {
+// The clients (mode "clients"): connectors with their defaults, spread over 16 source addresses so that three
+// generations of connections never run short of ephemeral ports. End of input ends them.
+int connect_clients(std::uint16_t port, std::size_t count) {
   asio::io_context io;
   std::vector<std::unique_ptr<tether::connector<tether::line_codec>>> clients;
   for (std::size_t i = 0; i < count; ++i) {
+    const auto source = static_cast<asio::ip::address_v4::uint_type>((127u << 24) + 2 + i % 16);
     auto client = std::make_unique<tether::connector<tether::line_codec>>(
         io, tether::connector_options{.service = std::to_string(port),
-                                      .bind_address = asio::ip::address_v4{static_cast<asio::ip::address_v4::uint_type>((127u << 24) + 2 + i % 16)},
+                                      .bind_address = asio::ip::address_v4{source},
                                       .reconnect = true});
     client->on_goaway([](auto& conn, std::string_view) { conn.close(); });
-    if (client->start())
-      ::_exit(1);
+    if (const auto ec = client->start()) {
+      fmt::print(stderr, "storm clients: {}\n", ec.message());
+      return 1;
+    }
     clients.push_back(std::move(client));
   }
-  asio::signal_set signals{io, SIGTERM};
-  signals.async_wait([&](const std::error_code&, int) {
-    for (auto& client : clients)
-      client->stop();
-    io.stop();
-  });
+  bench::control_channel control{io, [](std::string_view) {}, [&] {
+                                   for (auto& client : clients)
+                                     client->stop();
+                                   io.stop();
+                                 }};
+  control.start();
   io.run();
-  ::_exit(0);
+  return 0;
 }
 
-struct child {
-  pid_t pid = -1;
-  int report = -1;  // the read end of a server's accept reports
-};
-
-child fork_child(const std::function<void(int)>& body) {
-  int ends[2];
-  if (::pipe(ends) != 0)
-    throw std::runtime_error("pipe");
-  std::fflush(stdout);
-  const pid_t pid = ::fork();
-  if (pid < 0)
-    throw std::runtime_error("fork");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::close(ends[0]);
-    body(ends[1]);
-    ::_exit(0);
-  }
-  ::close(ends[1]);
-  return {pid, ends[0]};
+bench::child_process start_server(std::uint16_t port, const std::string& handover_path) {
+  std::vector<std::string> argv{bench::self_executable(), "serve", "--port", std::to_string(port)};
+  if (!handover_path.empty())
+    argv.insert(argv.end(), {"--handover", handover_path});
+  bench::child_process server{argv};
+  if (!server.expect("listening", 10s))
+    throw std::runtime_error("a server generation did not start");
+  return server;
 }
 
-// Reads accept times from `server` until `count` have arrived or `limit` has passed; other reports are drained
-// meanwhile so that no server blocks on a full pipe.
-std::vector<std::int64_t> collect(const child& server, std::size_t count, std::chrono::milliseconds limit,
-                                  const std::vector<child>& others = {}) {
+// The accept times `server` reports until `count` have arrived or `limit` has passed.
+std::vector<std::int64_t> collect(bench::child_process& server, std::size_t count, std::chrono::milliseconds limit) {
   std::vector<std::int64_t> arrivals;
   const auto until = steady::now() + limit;
-  while (arrivals.size() < count && steady::now() < until) {
-    std::vector<pollfd> watched{{server.report, POLLIN, 0}};
-    for (const auto& other : others)
-      watched.push_back({other.report, POLLIN, 0});
-    if (::poll(watched.data(), watched.size(), 100) <= 0)
-      continue;
-    for (std::size_t i = 0; i < watched.size(); ++i) {
-      if (!(watched[i].revents & (POLLIN | POLLHUP)))
-        continue;
-      std::int64_t times[512];
-      const ssize_t n = ::read(watched[i].fd, times, sizeof times);
-      if (n <= 0) {
-        if (i == 0)
-          return arrivals;
-        continue;
-      }
-      if (i == 0)
-        arrivals.insert(arrivals.end(), times, times + n / static_cast<ssize_t>(sizeof(std::int64_t)));
-    }
+  while (arrivals.size() < count) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
+    const auto line = server.expect("accepted ", std::max(left, 0ms));
+    if (!line)
+      break;
+    if (const auto at = bench::parse_integer<std::int64_t>(std::string_view{*line}.substr(9)))
+      arrivals.push_back(*at);
   }
   return arrivals;
 }
@@ -204,15 +171,16 @@ outcome report(std::string_view scenario, std::vector<std::int64_t> arrivals, st
 }
 
 int drive(std::size_t clients) {
+  bench::begin_driver();
   const std::uint16_t port = free_port();
   const std::string path = fmt::format("/tmp/tether-bench-storm-{}.sock", ::getpid());
   ::unlink(path.c_str());
   fmt::print("{} connectors with their defaults (retry.initial {} ms), port {}\n", clients,
              tether::backoff{}.initial.count(), port);
 
-  child first = fork_child([&](int report) { serve(report, port, path); });
-  ::usleep(200'000);
-  const child population = fork_child([&](int) { connect_clients(port, clients); });
+  auto first = start_server(port, path);
+  bench::child_process population{{bench::self_executable(), "clients", "--port", std::to_string(port), "--clients",
+                                   std::to_string(clients)}};
   const auto connected = collect(first, clients, 120s);
   if (connected.size() != clients)
     throw std::runtime_error(fmt::format("only {} of {} clients connected", connected.size(), clients));
@@ -220,36 +188,28 @@ int drive(std::size_t clients) {
 
   // Handover: the hint spreads the clients over half the drain.
   const std::int64_t handover_at = now_ns();
-  child second = fork_child([&](int report) { serve(report, port, path); });
-  const auto after_handover = collect(second, clients, drain + 10s, {first});
-  const auto handover = report("handover", after_handover, handover_at, clients, drain / 2);
-  ::waitpid(first.pid, nullptr, 0);
-  ::close(first.report);
+  auto second = start_server(port, path);
+  const auto handover = report("handover", collect(second, clients, drain + 10s), handover_at, clients, drain / 2);
+  first.stop(drain + 5s);
   ::usleep(500'000);
 
   // Crash: no goaway, no hint; the first backoff delay spreads them.
   const std::int64_t crash_at = now_ns();
-  ::kill(second.pid, SIGKILL);
-  ::waitpid(second.pid, nullptr, 0);
-  ::close(second.report);
-  child third = fork_child([&](int report) { serve(report, port, ""); });
-  const auto after_crash = collect(third, clients, 30s);
-  const auto crash = report("crash", after_crash, crash_at, clients, tether::backoff{}.initial);
+  ::kill(second.pid(), SIGKILL);
+  second.wait(10s);
+  auto third = start_server(port, "");
+  const auto crash = report("crash", collect(third, clients, 30s), crash_at, clients, tether::backoff{}.initial);
   ::usleep(500'000);
 
   // Baseline: a goaway without a hint brings everyone back at once.
   const std::int64_t baseline_at = now_ns();
-  ::kill(third.pid, SIGUSR1);
-  const auto after_bare_goaway = collect(third, clients, 30s);
-  const auto baseline = report("baseline (goaway without a hint)", after_bare_goaway, baseline_at, clients, {});
+  third.send_line("goaway");
+  const auto baseline =
+      report("baseline (goaway without a hint)", collect(third, clients, 30s), baseline_at, clients, {});
 
   fmt::print("largest bucket against the baseline's: handover {:.3f}x, crash {:.3f}x\n",
              static_cast<double>(handover.largest) / static_cast<double>(std::max<std::size_t>(1, baseline.largest)),
              static_cast<double>(crash.largest) / static_cast<double>(std::max<std::size_t>(1, baseline.largest)));
-  ::kill(population.pid, SIGTERM);
-  ::waitpid(population.pid, nullptr, 0);
-  ::kill(third.pid, SIGTERM);
-  ::waitpid(third.pid, nullptr, 0);
   return handover.held && crash.held ? 0 : 1;
 }
 
@@ -257,6 +217,21 @@ int drive(std::size_t clients) {
 
 int main(int argc, char** argv) {
   try {
+    const std::string_view mode = argc > 1 ? argv[1] : "";
+    if (mode == "serve") {
+      bench::flags given{argc, argv, 2};
+      const auto port = given.integer<std::uint16_t>("--port", 0);
+      const auto handover_path = given.text("--handover", "");
+      given.finish();
+      return serve(port, handover_path);
+    }
+    if (mode == "clients") {
+      bench::flags given{argc, argv, 2};
+      const auto port = given.integer<std::uint16_t>("--port", 0);
+      const auto count = given.integer<std::size_t>("--clients", 0);
+      given.finish();
+      return connect_clients(port, count);
+    }
     bench::flags given{argc, argv};
     std::size_t clients = given.has("--quick") ? 1000 : 10'000;
     clients = given.integer("--clients", clients);
