@@ -23,7 +23,10 @@
 //
 // Memory: an idle connection holds no read or write buffer. Reads wait for readiness and then read into a
 // per-thread scratch buffer; only a partial frame or unsent data makes a connection allocate, and the buffers
-// are released again once they are empty.
+// are released again once they are empty. A busy connection (one that reads again within
+// connection_options::busy_window of its previous read, and has a timed liveness strategy) keeps its buffers
+// and reads straight into a buffer of its own, as a plain Asio session does: no readiness re-arm and no
+// allocation per message. It gives them back once it has read nothing for busy_window.
 //
 // Handlers must not throw: they can run from the timer wheel, which cannot propagate exceptions.
 #pragma once
@@ -45,6 +48,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -78,6 +82,14 @@ struct connection_options {
   // A connection whose reading is paused for its write queue, and which writes nothing for this long, has a peer
   // that neither reads nor lets us go: it closes with backpressure.
   std::chrono::milliseconds write_stall_timeout{std::chrono::seconds{30}};
+
+  // A connection that reads again within this long of its previous read is busy: it keeps its buffers and a
+  // read buffer of busy_read_size bytes, and reads into it without waiting for readiness first, which saves a
+  // system call and two allocations per message. Once it has read nothing for this long (checked on its
+  // timer-wheel ticks) it gives them back. 0 keeps every connection on the idle path. Only connections whose
+  // liveness has a timed strategy (they own a wheel node) become busy.
+  std::chrono::milliseconds busy_window{std::chrono::seconds{1}};
+  static constexpr std::size_t busy_read_size = 4096;
 
   // Control frames (pings, pongs, goaways: a few bytes each) may pass the high-water mark by this much, so that
   // liveness keeps talking while data is refused.
@@ -236,6 +248,8 @@ public:
   bool is_closed() const noexcept { return phase_ == phase::closed; }
   bool peer_going_away() const noexcept { return peer_going_away_; }
   bool going_away() const noexcept { return going_away_; }
+  // Whether it keeps a read buffer of its own for now, being busy (connection_options::busy_window).
+  bool busy() const noexcept { return buffers_ && buffers_->incoming; }
 
   // Meaningful once on_close has run.
   close_reason reason() const noexcept { return reason_; }
@@ -312,7 +326,12 @@ private:
     };
     std::vector<completion> completions;  // async_send callers, in write order
     detail::budget_share budget_share;    // what of the context's budget these buffers hold
+    // A busy connection's read buffer (see connection_options::busy_window); none otherwise.
+    std::unique_ptr<std::array<char, connection_options::busy_read_size>> incoming;
   };
+  // What the pending read is: a wait for readability (then a read into the thread's scratch), a read into the
+  // busy connection's own buffer, or such a read cancelled to give the buffer back.
+  enum class reader : std::uint8_t { none, waiting, reading, giving_back };
   using receive_completion = detail::posted_completion<std::error_code, std::string>;
   // What few connections use, allocated on first use: the receive side of async_receive (a waiting receiver,
   // or one message waiting for a receiver) and what a balancer's PROXY protocol header said.
@@ -345,6 +364,13 @@ private:
   void watch_write_stall(std::uint64_t sent_before);
   void wait_readable();
   void on_readable(const std::error_code& wait_error);
+  void read_busy();
+  void on_read(const std::error_code& ec, std::size_t n);
+  void on_input(const std::error_code& ec, std::string_view bytes);
+  void read_next(bool busy);
+  bool note_read() noexcept;
+  void give_back_read_buffer() noexcept;
+  liveness_clock::time_point give_back_at() const noexcept;
   void consume(std::string_view chunk);
   void dispatch(const decoded& frame);
   void on_control_frame(const control_frame& frame);
@@ -394,7 +420,7 @@ private:
   bool going_away_ = false;
   bool peer_finished_ = false;
   bool reading_ = false;  // inside on_readable: sends reuse the read's activity stamp
-  bool read_armed_ = false;  // a wait for readability is pending
+  reader reader_ = reader::none;
   bool handshake_done_ = !handshaking_codec<Codec>;  // frames are written only once the codec's handshake is
   bool received_binary_ = false;
   bool refused_send_ = false;  // a send was refused for the high-water mark since the queue last drained

@@ -62,6 +62,7 @@ enum class error {
   handover_malformed,
   handover_mismatch,
   descriptor_reserve_not_supported,
+  busy_window_negative,
 };
 
 namespace detail {
@@ -135,6 +136,8 @@ public:
       return "connection_options.write_high_water must be at least 1 byte";
     case error::graceful_close_timeout_negative:
       return "connection_options.graceful_close_timeout must be at least 0ms";
+    case error::busy_window_negative:
+      return "connection_options.busy_window must be at least 0ms";
     case error::heartbeat_interval_not_positive:
       return "heartbeat.interval must be at least 1ms";
     case error::heartbeat_timeout_not_positive:

@@ -19,7 +19,9 @@
 #include <asio/deferred.hpp>
 #endif
 
+#include <array>
 #include <csignal>
+#include <functional>
 #include <future>
 #include <map>
 #include <optional>
@@ -789,4 +791,105 @@ TEST_CASE("with overflow::refuse and a peer that does not read, heartbeat keeps 
   pacer.cancel();
   CHECK(connection->is_open());
   CHECK(server.closed(*connection) == nullptr);
+}
+
+TEST_CASE("a busy connection reads into a buffer of its own and gives it back after busy_window without reads") {
+  asio::io_context io;
+  using reaping_late = tether::liveness<tether::idle_reaper>;
+  const reaping_late policy{tether::idle_reaper{.read_idle = 1h}};
+  const auto window = scaled(200ms);
+  raw_peer client{io};
+  const auto echoed = [&](const std::string& lines) {
+    const std::size_t expected = client.received.size() + lines.size();
+    client.write(lines);
+    return run_until(io, [&] { return client.received.size() >= expected; });
+  };
+
+  SECTION("with a timed strategy") {
+    echo_server<reaping_late> server{io, policy, {.busy_window = window}};
+    auto conn = server.accept_from(client);
+    run_for(io, window + scaled(50ms));
+    REQUIRE(echoed("first, long after the open\n"));
+    CHECK_FALSE(conn->busy());
+    REQUIRE(echoed("second, at once\n"));
+    CHECK(conn->busy());
+    // Frames larger than the 4 KiB busy buffer, and several in one segment, arrive whole.
+    std::string burst;
+    for (int i = 0; i < 20; ++i)
+      burst += std::string(static_cast<std::size_t>(100 + i * 1500), static_cast<char>('a' + i)) + "\n";
+    REQUIRE(echoed(burst));
+    CHECK(conn->busy());
+    REQUIRE(run_until(io, [&] { return !conn->busy(); }, window + 5 * tick + scaled(200ms)));
+    CHECK(conn->queued_bytes() == 0);
+    REQUIRE(echoed("after giving it back\n"));
+    REQUIRE(echoed("busy again\n"));
+    CHECK(conn->busy());
+    CHECK(client.received == "first, long after the open\nsecond, at once\n" + burst + "after giving it back\nbusy again\n");
+    CHECK(server.closes.empty());
+  }
+  SECTION("a zero window keeps every read on the idle path") {
+    echo_server<reaping_late> server{io, policy, {.busy_window = 0ms}};
+    auto conn = server.accept_from(client);
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE(echoed("line\n"));
+      CHECK_FALSE(conn->busy());
+    }
+  }
+  SECTION("a connection without a timed strategy has no wheel node to give the buffer back with: never busy") {
+    echo_server server{io};
+    auto conn = server.accept_from(client);
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE(echoed("line\n"));
+      CHECK_FALSE(conn->busy());
+    }
+  }
+  SECTION("a negative window is refused, naming the field") {
+    const tether::connection_options negative{.busy_window = -1ms};
+    CHECK(negative.validate() == tether::error::busy_window_negative);
+    CHECK(make_error_code(tether::error::busy_window_negative).message() ==
+          "connection_options.busy_window must be at least 0ms");
+  }
+}
+
+TEST_CASE("a busy connection delivers every byte through partial frames and read pauses") {
+  asio::io_context io;
+  using reaping_late = tether::liveness<tether::idle_reaper>;
+  echo_server<reaping_late> server{io, reaping_late{tether::idle_reaper{.read_idle = 1h}},
+                                   {.pause_reading_above = 64 * 1024, .resume_reading_below = 16 * 1024}};
+  std::size_t read_while_busy = 0;
+  server.settings.on_message = [&](auto& conn, std::string_view line) {
+    read_while_busy += conn.busy() ? 1 : 0;
+    conn.send(line);
+  };
+  asio::ip::tcp::socket client{io};
+  client.connect(server.acceptor.local_endpoint());
+  auto conn = server.accept();
+
+  // Lines from 1 byte to 9 KB, so frames start and end anywhere in the 4 KiB reads.
+  std::mt19937 random{17};
+  std::uniform_int_distribution<std::size_t> length{1, 9000};
+  std::string sent;
+  for (int i = 0; sent.size() < 4 * 1024 * 1024; ++i)
+    sent += std::string(length(random), static_cast<char>('a' + i % 26)) + "\n";
+  asio::async_write(client, asio::buffer(sent), [](const std::error_code&, std::size_t) {});
+
+  // A reader slow enough that the queue passes pause_reading_above and reading pauses again and again.
+  std::string received;
+  std::array<char, 16 * 1024> buffer{};
+  asio::steady_timer pace{io};
+  std::function<void()> read_slowly = [&] {
+    client.async_read_some(asio::buffer(buffer), [&](const std::error_code& ec, std::size_t n) {
+      if (ec)
+        return;
+      received.append(buffer.data(), n);
+      pace.expires_after(200us);
+      pace.async_wait([&](const std::error_code&) { read_slowly(); });
+    });
+  };
+  read_slowly();
+  REQUIRE(run_until(io, [&] { return received.size() >= sent.size() || !server.closes.empty(); }, scaled(60'000ms)));
+  CHECK(server.closes.empty());
+  CHECK(received == sent);
+  CHECK(read_while_busy > 0);
+  conn->abort();
 }

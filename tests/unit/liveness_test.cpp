@@ -60,6 +60,19 @@ TEST_CASE("heartbeat pings only after interval without received bytes and closes
     CHECK(v.reason() == tether::close_reason::heartbeat_timeout);
     CHECK(std::string_view{v.detail()} == "no pong and no data within the heartbeat timeout");
   }
+  SECTION("a ping sent a tick late keeps the close at interval + timeout after the last byte") {
+    // The wheel ran the ping's deadline 90 ms late; the round trip still counts from the send.
+    sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s + 90ms), t0 + 10s + 95ms);
+    CHECK(hb.next_deadline(s, seen) == t0 + 13s);
+    CHECK(hb.on_deadline(s, seen, t0 + 13s - 1ms).what() == action::none);
+    CHECK(hb.on_deadline(s, seen, t0 + 13s).reason() == tether::close_reason::heartbeat_timeout);
+    CHECK(hb.on_control(s, {frame_kind::pong, "1"}, t0 + 10s + 100ms).measured_round_trip() == 5ms);
+  }
+  SECTION("a ping sent early (its interval lengthened since) is answered within timeout of the send") {
+    sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
+    s.set_interval(20s);
+    CHECK(hb.next_deadline(s, seen) == t0 + 13s);
+  }
   SECTION("a pong answers the ping and measures the round trip") {
     const auto sequence = sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
     CHECK(hb.on_control(s, {frame_kind::pong, "999"}, t0 + 10s + 2ms).what() == action::none);  // not ours

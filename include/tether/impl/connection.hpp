@@ -21,6 +21,8 @@ inline std::error_code connection_options::validate() const noexcept {
     return error::resume_reading_above_pause;
   if (pause_reading_above != 0 && write_stall_timeout.count() <= 0)
     return error::write_stall_timeout_not_positive;
+  if (busy_window.count() < 0)
+    return error::busy_window_negative;
   return {};
 }
 
@@ -235,8 +237,8 @@ void connection<Codec, Liveness, UserData>::continue_reading() {
     return;
   if (buffers_ && !buffers_->inbox.empty())
     consume({});
-  if (phase_ == phase::open && paused_ == 0 && !read_armed_)
-    wait_readable();
+  if (phase_ == phase::open && paused_ == 0 && reader_ == reader::none)
+    read_next(false);
 }
 
 // Paused for the write queue, the connection must still see the peer take data; one that takes nothing for
@@ -315,8 +317,8 @@ auto connection<Codec, Liveness, UserData>::rare() -> rarely_used& {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::release_buffers_if_idle() noexcept {
-  if (buffers_ && buffers_->inbox.empty() && buffers_->held.empty() && buffers_->pending.empty() && !write_in_flight_ &&
-      buffers_->completions.empty())
+  if (buffers_ && !buffers_->incoming && buffers_->inbox.empty() && buffers_->held.empty() &&
+      buffers_->pending.empty() && !write_in_flight_ && buffers_->completions.empty())
     buffers_.reset();
 }
 
@@ -531,14 +533,14 @@ bool connection<Codec, Liveness, UserData>::unsent() const noexcept {
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::wait_readable() {
-  read_armed_ = true;
+  reader_ = reader::waiting;
   socket_.async_wait(socket_type::wait_read,
                      [self = this->shared_from_this()](const std::error_code& ec) { self->on_readable(ec); });
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::on_readable(const std::error_code& wait_error) {
-  read_armed_ = false;
+  reader_ = reader::none;
   if (phase_ == phase::closed)
     return;
   if (wait_error) {
@@ -555,20 +557,90 @@ void connection<Codec, Liveness, UserData>::on_readable(const std::error_code& w
     wait_readable();
     return;
   }
+  on_input(ec, {scratch.data(), n});
+}
+
+// Asio tries a read at once and files it with the reactor only when nothing is there, and a descriptor it
+// already watches needs no epoll_ctl for that, unlike a wait for readiness, which re-arms it every time.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::read_busy() {
+  auto& b = buffers();
+  if (!b.incoming) {
+    b.incoming = std::make_unique<std::array<char, connection_options::busy_read_size>>();
+    // The wheel node may be filed far ahead (a heartbeat interval): it must come back to give the buffer back.
+    schedule_liveness_check();
+  }
+  reader_ = reader::reading;
+  socket_.async_read_some(asio::buffer(*b.incoming),
+                          [self = this->shared_from_this()](const std::error_code& ec, std::size_t n) {
+                            self->on_read(ec, n);
+                          });
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::on_read(const std::error_code& ec, std::size_t n) {
+  const bool gave_back = reader_ == reader::giving_back;
+  reader_ = reader::none;
+  if (phase_ == phase::closed)
+    return;
+  if (gave_back && ec == asio::error::operation_aborted) {
+    give_back_read_buffer();
+    if (phase_ == phase::draining || (phase_ == phase::open && paused_ == 0))
+      wait_readable();
+    return;
+  }
+  // A read that completed before the cancel reached it: the connection was not idle after all.
+  on_input(ec, {buffers_->incoming->data(), n});
+}
+
+// The bytes live in the thread's scratch or in the busy buffer, which only give_back_read_buffer releases, so
+// they outlast whatever the handlers do.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::on_input(const std::error_code& ec, std::string_view bytes) {
   if (ec) {
     fail(ec);
     return;
   }
-  counters_.bytes_received += n;
+  counters_.bytes_received += bytes.size();
+  bool busy = false;
   // While draining, what still arrives is read and dropped, so the close ends with FIN rather than RST.
   if (phase_ == phase::open) {
-    note_received(false);
+    busy = note_read();
     reading_ = true;
-    consume({scratch.data(), n});
+    consume(bytes);
     reading_ = false;
   }
   if (phase_ == phase::draining || (phase_ == phase::open && paused_ == 0))
-    wait_readable();
+    read_next(busy);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::read_next(bool busy) {
+  if (busy && phase_ == phase::open) {
+    read_busy();
+    return;
+  }
+  give_back_read_buffer();
+  wait_readable();
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::give_back_read_buffer() noexcept {
+  if (buffers_ && buffers_->incoming) {
+    buffers_->incoming.reset();
+    release_buffers_if_idle();
+  }
+}
+
+// While a write is in flight the buffer stays: cancelling the read would cancel the write with it.
+template <class Codec, liveness_policy Liveness, class UserData>
+auto connection<Codec, Liveness, UserData>::give_back_at() const noexcept -> liveness_clock::time_point {
+  if constexpr (Liveness::timed) {
+    const auto due = activity_.received + context_->options.busy_window;
+    return write_in_flight_ ? std::max(due, wheel_->now() + context_->options.busy_window) : due;
+  } else {
+    return liveness_clock::time_point::max();
+  }
 }
 
 // Decodes every complete frame, until a handler pauses reading; the bytes left are kept for later.
@@ -737,6 +809,15 @@ void connection<Codec, Liveness, UserData>::check_liveness() noexcept {
   if constexpr (Liveness::timed) {
     if (phase_ != phase::open)
       return;
+    if (buffers_ && buffers_->incoming && wheel_->now() >= give_back_at()) {
+      if (reader_ == reader::reading) {
+        reader_ = reader::giving_back;
+        std::error_code ignored;
+        socket_.cancel(ignored);
+      } else if (reader_ != reader::giving_back) {
+        give_back_read_buffer();
+      }
+    }
     context_->liveness.on_deadline(liveness_state_, activity_, wheel_->now(),
                                    [this](const verdict& v) { return carry_out(v, true); });
     if (phase_ == phase::open)
@@ -747,7 +828,9 @@ void connection<Codec, Liveness, UserData>::check_liveness() noexcept {
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::schedule_liveness_check() {
   if constexpr (Liveness::timed) {
-    const auto deadline = context_->liveness.next_deadline(liveness_state_, activity_);
+    auto deadline = context_->liveness.next_deadline(liveness_state_, activity_);
+    if (buffers_ && buffers_->incoming && reader_ != reader::giving_back)
+      deadline = std::min(deadline, give_back_at());
     if (deadline != liveness_clock::time_point::max())
       wheel_->schedule(*this, deadline);
     else
@@ -778,6 +861,18 @@ void connection<Codec, Liveness, UserData>::note_received(bool data) noexcept {
       schedule_liveness_check();
   } else {
     (void)data;
+  }
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+bool connection<Codec, Liveness, UserData>::note_read() noexcept {
+  if constexpr (Liveness::timed) {
+    const auto previous = activity_.received;
+    note_received(false);
+    const auto window = context_->options.busy_window;
+    return window.count() > 0 && activity_.received - previous < window;
+  } else {
+    return false;
   }
 }
 
@@ -827,8 +922,8 @@ void connection<Codec, Liveness, UserData>::begin_graceful_close(close_reason re
   if (!write_in_flight_)
     shutdown_send();
   // What still arrives is read and dropped, also where reading was paused.
-  if (!read_armed_ && !peer_finished_)
-    wait_readable();
+  if (reader_ == reader::none && !peer_finished_)
+    read_next(false);
   if (peer_finished_ && !unsent())
     finish(reason_, close_detail_, {}, false);
 }

@@ -4,8 +4,9 @@
 // Any byte received proves the peer alive; a ping goes out only after `interval` without received bytes, and if
 // neither a pong nor any other byte arrives within `timeout` the connection closes with heartbeat_timeout. Unlike
 // kernel keepalive this notices a hung peer process, whose kernel would still acknowledge. A dead peer is
-// detected within interval + timeout of its last sign of life plus up to two wheel ticks (the ping and the
-// timeout each fire at the first tick at or after their deadline).
+// detected within interval + timeout of its last sign of life plus up to one wheel tick: the timeout runs from
+// the moment the ping was due, not from the later tick that sent it, so the two deadlines do not add up their
+// ticks. The peer therefore has at least timeout minus one tick to answer.
 //
 // A ping counts as sent only once the connection queued it. One the connection could not queue (the codec
 // cannot carry it, or the write queue is over even the control frames' allowance) starts no timeout of its
@@ -111,7 +112,7 @@ struct heartbeat {
     if (s.pinging_off_)
       return liveness_clock::time_point::max();
     if ((s.awaiting_answer_ || s.ping_refused_) && seen.received < s.ping_sent_)
-      return s.ping_sent_ + timeout_of(s);
+      return answer_due(s, seen);
     return seen.received + interval_of(s);
   }
 
@@ -120,7 +121,7 @@ struct heartbeat {
       return verdict::none();
     if (s.awaiting_answer_ || s.ping_refused_) {
       if (seen.received < s.ping_sent_) {
-        if (now < s.ping_sent_ + timeout_of(s))
+        if (now < answer_due(s, seen))
           return verdict::none();
         return verdict::close(close_reason::heartbeat_timeout,
                               s.ping_refused_ ? "nothing arrived within the heartbeat timeout and our ping could "
@@ -163,6 +164,12 @@ struct heartbeat {
   }
 
 private:
+  // Nothing has arrived since the ping (seen.received is older than it), so the moment the ping was due is still
+  // seen.received + interval; an interval lengthened since then cannot push the deadline past the ping's own.
+  liveness_clock::time_point answer_due(const state& s, const activity& seen) const noexcept {
+    return std::min(s.ping_sent_, seen.received + interval_of(s)) + timeout_of(s);
+  }
+
   verdict admit_peer_ping(state& s, liveness_clock::time_point now) const noexcept {
     if (min_peer_ping_interval.count() <= 0)
       return verdict::none();
