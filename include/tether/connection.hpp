@@ -330,8 +330,9 @@ private:
     std::unique_ptr<std::array<char, connection_options::busy_read_size>> incoming;
   };
   // What the pending read is: a wait for readability (then a read into the thread's scratch), a read into the
-  // busy connection's own buffer, or such a read cancelled to give the buffer back.
-  enum class reader : std::uint8_t { none, waiting, reading, giving_back };
+  // busy connection's own buffer, such a read cancelled to give the buffer back, or one posted to start after
+  // the reply just written.
+  enum class reader : std::uint8_t { none, waiting, reading, giving_back, posted };
   using receive_completion = detail::posted_completion<std::error_code, std::string>;
   // What few connections use, allocated on first use: the receive side of async_receive (a waiting receiver,
   // or one message waiting for a receiver) and what a balancer's PROXY protocol header said.
@@ -365,9 +366,10 @@ private:
   void wait_readable();
   void on_readable(const std::error_code& wait_error);
   void read_busy();
+  void read_busy_after_reply();
   void on_read(const std::error_code& ec, std::size_t n);
   void on_input(const std::error_code& ec, std::string_view bytes);
-  void read_next(bool busy);
+  void read_next(bool busy, bool replied = false);
   bool note_read() noexcept;
   void give_back_read_buffer() noexcept;
   liveness_clock::time_point give_back_at() const noexcept;

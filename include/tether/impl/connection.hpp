@@ -397,8 +397,10 @@ std::error_code connection<Codec, Liveness, UserData>::enqueue(frame_kind kind, 
   const auto pause_above = context_->options.pause_reading_above;
   if (pause_above != 0 && queued_bytes() > pause_above)
     pause(paused_by_queue);
-  if (!write_in_flight_ && !b.pending.empty())
+  if (!write_in_flight_ && !b.pending.empty()) {
     write_pending();
+    release_buffers_if_idle();
+  }
   return {};
 }
 
@@ -461,9 +463,29 @@ void connection<Codec, Liveness, UserData>::reject_handshake(std::string_view re
   begin_graceful_close(close_reason::handshake_failed, problem);
 }
 
+// Most writes fit the socket's send buffer: one non-blocking send then completes them without an asynchronous
+// operation. Only an open connection whose queue is not holding reading back writes directly, so no drain
+// handler or close step runs inside the send() that queued the bytes; the rest, and any error, take the
+// asynchronous path, which reports from a handler of its own. The buffers stay: the caller may still hold them.
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::write_pending() {
   auto& b = *buffers_;
+  if (phase_ == phase::open && !(paused_ & paused_by_queue) && !refused_send_) {
+    std::error_code ec;
+    const std::size_t n = socket_.write_some(asio::buffer(b.pending), ec);
+    if (!ec && n > 0) {
+      counters_.bytes_sent += n;
+      if (n == b.pending.size()) {
+        b.pending.clear();
+        ++writes_started_;
+        ++writes_done_;
+        settle_budget(false);
+        complete_sends_written_by(writes_done_);
+        return;
+      }
+      b.pending.erase(0, n);
+    }
+  }
   b.writing.swap(b.pending);
   write_in_flight_ = true;
   ++writes_started_;
@@ -498,10 +520,10 @@ void connection<Codec, Liveness, UserData>::on_written(const std::error_code& ec
         return;
     }
   }
-  if (!b.pending.empty()) {
+  if (!b.pending.empty())
     write_pending();
+  if (write_in_flight_)
     return;
-  }
   if (phase_ == phase::draining) {
     shutdown_send();
     if (peer_finished_) {
@@ -577,6 +599,24 @@ void connection<Codec, Liveness, UserData>::read_busy() {
                           });
 }
 
+// A request answered at once: its peer sends the next one only after reading the answer, so a read tried right
+// away fails (a wasted system call) where one tried after the completions already queued, the reply's among
+// them, often finds the next request there. Posted rather than chained to the reply's completion, so that a
+// reply the peer is slow to take never holds up reading.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::read_busy_after_reply() {
+  reader_ = reader::posted;
+  asio::post(socket_.get_executor(), [self = this->shared_from_this()] {
+    if (self->reader_ != reader::posted)
+      return;
+    self->reader_ = reader::none;
+    if (self->phase_ == phase::open && self->paused_ == 0)
+      self->read_busy();
+    else if (self->phase_ == phase::draining)
+      self->read_next(false);
+  });
+}
+
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::on_read(const std::error_code& ec, std::size_t n) {
   const bool gave_back = reader_ == reader::giving_back;
@@ -603,6 +643,7 @@ void connection<Codec, Liveness, UserData>::on_input(const std::error_code& ec, 
   }
   counters_.bytes_received += bytes.size();
   bool busy = false;
+  const std::uint32_t writes_before = writes_started_;
   // While draining, what still arrives is read and dropped, so the close ends with FIN rather than RST.
   if (phase_ == phase::open) {
     busy = note_read();
@@ -611,13 +652,16 @@ void connection<Codec, Liveness, UserData>::on_input(const std::error_code& ec, 
     reading_ = false;
   }
   if (phase_ == phase::draining || (phase_ == phase::open && paused_ == 0))
-    read_next(busy);
+    read_next(busy, writes_started_ != writes_before);
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
-void connection<Codec, Liveness, UserData>::read_next(bool busy) {
+void connection<Codec, Liveness, UserData>::read_next(bool busy, bool replied) {
   if (busy && phase_ == phase::open) {
-    read_busy();
+    if (replied)
+      read_busy_after_reply();
+    else
+      read_busy();
     return;
   }
   give_back_read_buffer();
@@ -814,7 +858,7 @@ void connection<Codec, Liveness, UserData>::check_liveness() noexcept {
         reader_ = reader::giving_back;
         std::error_code ignored;
         socket_.cancel(ignored);
-      } else if (reader_ != reader::giving_back) {
+      } else if (reader_ == reader::none) {
         give_back_read_buffer();
       }
     }
