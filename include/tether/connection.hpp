@@ -23,10 +23,10 @@
 //
 // Memory: an idle connection holds no read or write buffer. Reads wait for readiness and then read into a
 // per-thread scratch buffer; only a partial frame or unsent data makes a connection allocate, and the buffers
-// are released again once they are empty. A busy connection (one that reads again within
-// connection_options::busy_window of its previous read, and has a timed liveness strategy) keeps its buffers
-// and reads straight into a buffer of its own, as a plain Asio session does: no readiness re-arm and no
-// allocation per message. It gives them back once it has read nothing for busy_window.
+// are released again once they are empty. A busy connection (one with a timed liveness strategy that has read
+// three times in a row, each within connection_options::busy_window of the read before or of the open) keeps
+// its buffers and reads straight into a buffer of its own, as a plain Asio session does: no readiness re-arm
+// and no allocation per message. It gives them back once it has read nothing for busy_window.
 //
 // Handlers must not throw: they can run from the timer wheel, which cannot propagate exceptions.
 #pragma once
@@ -83,11 +83,13 @@ struct connection_options {
   // that neither reads nor lets us go: it closes with backpressure.
   std::chrono::milliseconds write_stall_timeout{std::chrono::seconds{30}};
 
-  // A connection that reads again within this long of its previous read is busy: it keeps its buffers and a
-  // read buffer of busy_read_size bytes, and reads into it without waiting for readiness first, which saves a
-  // system call and two allocations per message. Once it has read nothing for this long (checked on its
-  // timer-wheel ticks) it gives them back. 0 keeps every connection on the idle path. Only connections whose
-  // liveness has a timed strategy (they own a wheel node) become busy.
+  // A connection whose third read in a row comes within this long of the read before (the open counts as the
+  // first one's predecessor) is busy: it keeps its buffers and a read buffer of busy_read_size bytes, and reads
+  // into it without waiting for readiness first, which saves a system call and two allocations per message.
+  // Three, so that a handshake (a WebSocket upgrade, a TLS ClientHello and Finished) followed by silence leaves
+  // a connection idle. Once it has read nothing for this long (checked on its timer-wheel ticks) it gives them
+  // back. 0 keeps every connection on the idle path. Only connections whose liveness has a timed strategy (they
+  // own a wheel node) become busy.
   std::chrono::milliseconds busy_window{std::chrono::seconds{1}};
   static constexpr std::size_t busy_read_size = 4096;
 
@@ -345,6 +347,7 @@ private:
   static constexpr std::uint8_t paused_by_user = 1;
   static constexpr std::uint8_t paused_by_queue = 2;
   static constexpr std::uint8_t paused_by_held_message = 4;
+  static constexpr std::uint8_t busy_after_quick_reads = 3;
 
   io_buffers& buffers();
   rarely_used& rare();
@@ -428,6 +431,7 @@ private:
   bool refused_send_ = false;  // a send was refused for the high-water mark since the queue last drained
   bool refuse_proxy_header_ = false;  // from an untrusted source of a listener that takes PROXY protocol headers
   std::uint8_t paused_ = 0;
+  std::uint8_t quick_reads_ = 0;  // reads in a row, each within busy_window of the previous one or of the open
 };
 
 } // namespace tether

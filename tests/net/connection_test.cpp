@@ -827,6 +827,10 @@ TEST_CASE("a busy connection reads into a buffer of its own and gives it back af
     REQUIRE(echoed("first, long after the open\n"));
     CHECK_FALSE(conn->busy());
     REQUIRE(echoed("second, at once\n"));
+    CHECK_FALSE(conn->busy());
+    REQUIRE(echoed("third, at once\n"));
+    CHECK_FALSE(conn->busy());
+    REQUIRE(echoed("fourth: the third in a row within the window\n"));
     CHECK(conn->busy());
     // Frames larger than the 4 KiB busy buffer, and several in one segment, arrive whole.
     std::string burst;
@@ -837,10 +841,23 @@ TEST_CASE("a busy connection reads into a buffer of its own and gives it back af
     REQUIRE(run_until(io, [&] { return !conn->busy(); }, window + 5 * tick + scaled(200ms)));
     CHECK(conn->queued_bytes() == 0);
     REQUIRE(echoed("after giving it back\n"));
+    for (const char* line : {"again\n", "and again\n"}) {
+      REQUIRE(echoed(line));
+      CHECK_FALSE(conn->busy());
+    }
     REQUIRE(echoed("busy again\n"));
     CHECK(conn->busy());
-    CHECK(client.received == "first, long after the open\nsecond, at once\n" + burst + "after giving it back\nbusy again\n");
+    CHECK(client.received == "first, long after the open\nsecond, at once\nthird, at once\nfourth: the third in a "
+                             "row within the window\n" +
+                                 burst + "after giving it back\nagain\nand again\nbusy again\n");
     CHECK(server.closes.empty());
+  }
+  SECTION("a handshake's two reads followed by silence leave the connection idle") {
+    echo_server<reaping_late> server{io, policy, {.busy_window = window}};
+    auto conn = server.accept_from(client);
+    REQUIRE(echoed("hello\n"));
+    REQUIRE(echoed("finished\n"));
+    CHECK_FALSE(conn->busy());
   }
   SECTION("a zero window keeps every read on the idle path") {
     echo_server<reaping_late> server{io, policy, {.busy_window = 0ms}};

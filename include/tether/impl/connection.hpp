@@ -914,7 +914,11 @@ bool connection<Codec, Liveness, UserData>::note_read() noexcept {
     const auto previous = activity_.received;
     note_received(false);
     const auto window = context_->options.busy_window;
-    return window.count() > 0 && activity_.received - previous < window;
+    if (window.count() <= 0 || activity_.received - previous >= window)
+      quick_reads_ = 0;
+    else if (quick_reads_ < busy_after_quick_reads)
+      ++quick_reads_;
+    return quick_reads_ >= busy_after_quick_reads;
   } else {
     return false;
   }
