@@ -355,7 +355,7 @@ private:
   bool settle_budget(bool judge_growth);
   static void evict_for_budget(void* self) noexcept;
   std::error_code enqueue(frame_kind kind, std::string_view payload);
-  void write_pending();
+  void write_pending(bool directly = true);
   void on_written(const std::error_code& ec, std::size_t transferred);
   void complete_sends_written_by(std::uint32_t write);
   bool written(std::uint32_t write) const noexcept;
