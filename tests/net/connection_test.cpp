@@ -906,22 +906,12 @@ TEST_CASE("a busy connection delivers every byte through partial frames and read
   asio::async_write(client, asio::buffer(sent), [](const std::error_code&, std::size_t) {});
 
   // A reader slow enough that the queue passes pause_reading_above and reading pauses again and again.
-  std::string received;
-  std::array<char, 16 * 1024> buffer{};
-  asio::steady_timer pace{io};
-  std::function<void()> read_slowly = [&] {
-    client.async_read_some(asio::buffer(buffer), [&](const std::error_code& ec, std::size_t n) {
-      if (ec)
-        return;
-      received.append(buffer.data(), n);
-      pace.expires_after(200us);
-      pace.async_wait([&](const std::error_code&) { read_slowly(); });
-    });
-  };
-  read_slowly();
-  REQUIRE(run_until(io, [&] { return received.size() >= sent.size() || !server.closes.empty(); }, scaled(60'000ms)));
+  tether::test::slow_reader reader{client, 16 * 1024, 200us};
+  reader.start();
+  REQUIRE(run_until(io, [&] { return reader.received.size() >= sent.size() || !server.closes.empty(); },
+                    scaled(60'000ms)));
   CHECK(server.closes.empty());
-  CHECK(received == sent);
+  CHECK(reader.received == sent);
   CHECK(read_while_busy > 0);
   conn->abort();
 }

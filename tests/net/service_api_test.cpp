@@ -193,23 +193,12 @@ TEST_CASE("automatic read pause: 50 MB to a slow reader arrive whole, with the q
   asio::async_write(client, asio::buffer(sent), [](const std::error_code&, std::size_t) {});
 
   // The slow reader: 32 KiB, then a millisecond's pause.
-  std::string received;
-  std::array<char, 32 * 1024> buffer{};
-  asio::steady_timer pace{io};
-  std::function<void()> read_slowly = [&] {
-    client.async_read_some(asio::buffer(buffer), [&](const std::error_code& ec, std::size_t n) {
-      if (ec)
-        return;
-      received.append(buffer.data(), n);
-      pace.expires_after(1ms);
-      pace.async_wait([&](const std::error_code&) { read_slowly(); });
-    });
-  };
-  read_slowly();
-  REQUIRE(run_until(io, [&] { return received.size() >= sent.size() || server.closed; }, scaled(120'000ms)));
+  tether::test::slow_reader reader{client, 32 * 1024, 1ms};
+  reader.start();
+  REQUIRE(run_until(io, [&] { return reader.received.size() >= sent.size() || server.closed; }, scaled(120'000ms)));
   CHECK_FALSE(server.closed.has_value());
-  CHECK(received.size() == sent.size());
-  CHECK(received == sent);
+  CHECK(reader.received.size() == sent.size());
+  CHECK(reader.received == sent);
   INFO("largest write queue " << max_queued << " bytes");
   CHECK(max_queued <= pause_above + 64 * 1024);
   CHECK(drains > 0);

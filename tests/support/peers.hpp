@@ -10,7 +10,9 @@
 
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <memory>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -91,6 +93,32 @@ private:
 
   std::array<char, 4096> buffer_{};
   std::size_t scanned_ = 0;
+};
+
+// A client that reads at most `chunk` bytes, then pauses for `pause`, again and again: slow enough that a server's
+// write queue fills and its reading pauses.
+class slow_reader {
+public:
+  slow_reader(asio::ip::tcp::socket& socket, std::size_t chunk, std::chrono::microseconds pause)
+      : socket_(socket), buffer_(chunk), pace_(socket.get_executor()), pause_(pause) {}
+
+  void start() {
+    socket_.async_read_some(asio::buffer(buffer_), [this](const std::error_code& ec, std::size_t n) {
+      if (ec)
+        return;
+      received.append(buffer_.data(), n);
+      pace_.expires_after(pause_);
+      pace_.async_wait([this](const std::error_code&) { start(); });
+    });
+  }
+
+  std::string received;
+
+private:
+  asio::ip::tcp::socket& socket_;
+  std::vector<char> buffer_;
+  asio::steady_timer pace_;
+  std::chrono::microseconds pause_;
 };
 
 } // namespace tether::test
