@@ -21,6 +21,7 @@
 #include <asio/ip/tcp.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -39,6 +40,7 @@ struct connection_flags {
   std::optional<tether::tcp_keepalive> keepalive;
   std::optional<tether::user_timeout> user_timeout;
   std::optional<tether::heartbeat> heartbeat;
+  std::chrono::milliseconds middlebox_timeout{0};  // a hint for tether::check only; 0: none declared
 };
 
 // Values the parsers accept can still lie outside what this kernel takes (keepalive idle above 32767 s on Linux);
@@ -77,6 +79,13 @@ inline void add_connection_flags(flag_parser& flags, connection_flags& chosen) {
   flags.value("--heartbeat", "INTERVAL,TIMEOUT (e.g. 15s,5s)", [&chosen](std::string_view v) {
     chosen.heartbeat = parse_heartbeat(v);
     return chosen.heartbeat.has_value();
+  });
+  flags.value("--middlebox-timeout", "DUR above 0 (e.g. 60s)", [&chosen](std::string_view v) {
+    const auto timeout = parse_duration(v);
+    if (!timeout || timeout->count() == 0)
+      return false;
+    chosen.middlebox_timeout = *timeout;
+    return true;
   });
 }
 

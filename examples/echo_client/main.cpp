@@ -5,6 +5,7 @@
 #include "common/cli.hpp"
 #include "common/close_event.hpp"
 #include "common/events.hpp"
+#include "common/config_report.hpp"
 #include "common/connection_flags.hpp"
 #include "common/socket_report.hpp"
 
@@ -40,7 +41,7 @@ using namespace std::chrono_literals;
 constexpr std::string_view usage = R"(usage: echo_client --connect ADDR:PORT [--codec line|length|websocket] [--bind ADDR]
                    [--tls [--tls-ca FILE] [--tls-server-name NAME]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
-                   [--connections N] [--messages N] [--pause DUR] [--message TEXT] [--reconnect] [--json]
+                   [--middlebox-timeout DUR] [--connections N] [--messages N] [--pause DUR] [--message TEXT] [--reconnect] [--json]
                    [--timeout DUR]
 
 Opens N connections to an echo server. On each it sends --messages messages one at a time, waits for each echo,
@@ -58,6 +59,8 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
   --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
                                    TIMEOUT of the ping
+  --middlebox-timeout DUR          the shortest idle timeout of a NAT, firewall or balancer on the path: the
+                                   configuration check reports at start whether the strategies keep it open
   --connections N                  connections, all at once; default 1
   --messages N                     messages per connection; default 3
   --pause DUR                      pause after each echo before the next message; default 1s
@@ -69,7 +72,8 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
   --json                           one JSON object per line on stdout, with an "event" field
   --help                           print this text
 
-Prints one line per event: connected (with the effective socket options read back from the kernel), echo
+Prints one line per event: config_check (severity, finding, message: what tether::check finds in the strategies,
+before connecting), connected (with the effective socket options read back from the kernel), echo
 (rtt_us from send to echo), heartbeat (rtt_us), goaway, connect_failed, closed (reason, detail, after_ms since
 the last byte received; close_code, the WebSocket status code the server sent), failed (why a connection could
 not finish) and finished.
@@ -367,6 +371,7 @@ private:
 template <class Codec, class Liveness>
 int run(const client_options& options, const Codec& codec, const Liveness& liveness) {
   const examples::event_printer events{options.json};
+  examples::print_config_check(events, liveness, options.connection.middlebox_timeout);
   asio::io_context io{1};
   asio::steady_timer deadline{io};
   asio::signal_set signals{io, SIGINT, SIGTERM};

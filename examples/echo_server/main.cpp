@@ -4,6 +4,7 @@
 #include "common/cli.hpp"
 #include "common/close_event.hpp"
 #include "common/events.hpp"
+#include "common/config_report.hpp"
 #include "common/connection_flags.hpp"
 #include "common/socket_report.hpp"
 
@@ -35,7 +36,7 @@ namespace {
 constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--reuse-port] [--codec line|length|websocket]
                    [--tls-cert FILE --tls-key FILE] [--proxy-protocol CIDR[,CIDR...]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
-                   [--idle-timeout DUR] [--max-age DUR[,GRACE]] [--max-connections N] [--max-per-address N]
+                   [--middlebox-timeout DUR] [--idle-timeout DUR] [--max-age DUR[,GRACE]] [--max-connections N] [--max-per-address N]
                    [--buffer-budget BYTES] [--handover PATH] [--json]
 
 Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
@@ -64,6 +65,8 @@ Sends every message back on the connection it came from. DUR is a whole number w
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
   --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
                                    TIMEOUT of the ping
+  --middlebox-timeout DUR          the shortest idle timeout of a NAT, firewall or balancer in front: the
+                                   configuration check reports at start whether the strategies keep it open
   --idle-timeout DUR               close connections that carried no message in either direction for DUR
                                    (heartbeats do not count)
   --max-age DUR[,GRACE]            send goaway to a connection once it is DUR old (each drawn within +-10 %), and
@@ -77,7 +80,9 @@ Sends every message back on the connection it came from. DUR is a whole number w
   --json                           one JSON object per line on stdout, with an "event" field
   --help                           print this text
 
-Prints the listening socket's options as the kernel holds them, then one line per event: listening, accepted
+Prints what the configuration check (tether::check) finds in the strategies, one config_check event per finding
+(severity, finding, message), the listening socket's options as the kernel holds them, then one line per event:
+listening, accepted
 (with the connection's options; behind --proxy-protocol "proxy", the balancer's address, and "proxy_header":
 v1, v2, or "local" for the balancer's own health checks, in closed events too), heartbeat (rtt_us), rejected (reason), closed (reason, detail, after_ms since
 the last byte received; close_code, the WebSocket status code the peer sent), handed_over, stopping, and
@@ -207,6 +212,7 @@ template <class Codec, class Liveness>
 int serve(const server_options& options, const Codec& codec, const Liveness& liveness) {
   const examples::event_printer events{options.json};
   const std::string strategies = examples::strategy_names(liveness);
+  examples::print_config_check(events, liveness, options.connection.middlebox_timeout);
   asio::io_context io{1};
   tether::listener<Codec, Liveness> server{io,
                                            {.address = options.listen.address(),

@@ -115,6 +115,7 @@ usage)
   expect_usage_error "$s" --buffer-budget --listen 127.0.0.1:0 --buffer-budget 64MB
   expect_usage_error "$s" --max-age --listen 127.0.0.1:0 --max-age 0s
   expect_usage_error "$s" --max-age --listen 127.0.0.1:0 --max-age 1s,2s,3s
+  expect_usage_error "$s" --middlebox-timeout --listen 127.0.0.1:0 --middlebox-timeout 0s
   expect_usage_error "$s" --verbose --listen 127.0.0.1:0 --verbose
   expect_usage_error "$s" --tls-cert --listen 127.0.0.1:0 --tls-cert cert.pem
   expect_usage_error "$s" --proxy-protocol --listen 127.0.0.1:0 --proxy-protocol 10.0.0.0/33
@@ -127,6 +128,7 @@ usage)
   expect_usage_error "$c" --messages --connect 127.0.0.1:7000 --messages
   expect_usage_error "$c" --pause --connect 127.0.0.1:7000 --pause 1m
   expect_usage_error "$c" --timeout --connect 127.0.0.1:7000 --timeout 0s
+  expect_usage_error "$c" --middlebox-timeout --connect 127.0.0.1:7000 --middlebox-timeout 1min30s
   expect_usage_error "$c" --message --connect 127.0.0.1:7000 --message "$(printf 'two\nlines')"
   for binary in "$s" "$c"; do
     timeout 10 "$binary" --help >"$work/help.out" 2>&1 || fail "$(basename "$binary") --help did not exit 0"
@@ -330,6 +332,37 @@ websocket)
   [ "$beats" -ge 2 ] || fail "expected pings to be answered over WebSocket, got $beats"
   [ "$(count "$work/server.out" closed reason peer_closed)" -eq 2 ] || fail "expected 2 peer_closed closes"
   [ "$(count "$work/server.out" closed close_code 1000)" -eq 2 ] || fail "the clients' close frames should say 1000"
+  ;;
+
+config-check)
+  # A keepalive idle at the declared timeout is reported before the server listens, and it serves anyway.
+  start_server --keepalive 60s,10s,3 --middlebox-timeout 60s
+  python3 - "$work/server.out" <<'EOF' || fail "expected one config_check first: error keepalive_idle_too_long, with the numbers"
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1])]
+checks = [e for e in events if e["event"] == "config_check"]
+first = events[0]
+sys.exit(len(checks) != 1 or first != checks[0] or first["severity"] != "error" or
+         first["finding"] != "keepalive_idle_too_long" or
+         "keepalive idle 60s is not below the path's idle timeout of 60s" not in first["message"])
+EOF
+  # Neither mechanism keeps a 1min path, and the user timeout cuts keepalive's count: the client says all three
+  # and runs anyway.
+  run_client client --heartbeat 90s,5s --keepalive 60s,10s,3 --user-timeout 20s --middlebox-timeout 1min \
+    --messages 1 --pause 100ms
+  [ "$client_status" -eq 0 ] || fail "the client exited $client_status, expected 0: findings do not stop it"
+  for finding in keepalive_idle_too_long heartbeat_interval_too_long user_timeout_cuts_keepalive; do
+    [ "$(count "$work/client.out" config_check finding $finding)" -eq 1 ] || fail "the client did not report $finding"
+  done
+  [ "$(count "$work/client.out" config_check)" -eq 3 ] || fail "expected exactly three findings"
+  stop_server
+  # A configuration that fits the path reports nothing.
+  start_server --keepalive 45s,5s,3 --heartbeat 15s,5s --middlebox-timeout 60s
+  run_client client --keepalive 45s,5s,3 --user-timeout 60s --middlebox-timeout 60s --messages 1 --pause 100ms
+  [ "$client_status" -eq 0 ] || fail "the client exited $client_status, expected 0"
+  [ "$(count "$work/client.out" config_check)" -eq 0 ] || fail "a configuration that fits the path was reported"
+  stop_server
+  [ "$(count "$work/server.out" config_check)" -eq 0 ] || fail "a configuration that fits the path was reported"
   ;;
 
 *)

@@ -6,6 +6,7 @@
 #include "network.hpp"
 #include "peers.hpp"
 
+#include <tether/check.hpp>
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/format.hpp>
@@ -14,6 +15,7 @@
 #include <tether/liveness/tcp_keepalive.hpp>
 #include <tether/liveness/user_timeout.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <optional>
@@ -42,6 +44,16 @@ bool fault_tests_can_run() {
     FAIL("fault tests cannot run under CI=true: " << missing);
   fmt::print("SKIPPED: fault test needs privileges: {}\n", missing);
   return false;
+}
+
+bool finds(const std::vector<tether::diagnostic>& found, tether::finding what) {
+  return std::any_of(found.begin(), found.end(), [what](const tether::diagnostic& d) { return d.what == what; });
+}
+
+std::size_t errors_in(const std::vector<tether::diagnostic>& found) {
+  return static_cast<std::size_t>(std::count_if(found.begin(), found.end(), [](const tether::diagnostic& d) {
+    return d.level == tether::severity::error;
+  }));
 }
 
 void report(std::string_view scenario, std::chrono::milliseconds bound, std::chrono::milliseconds measured) {
@@ -116,8 +128,12 @@ TEST_CASE("fault: a firewall that forgets idle flows resets the next message unl
   constexpr auto firewall_timeout = 2s;
   constexpr auto idle_gap = 5s;  // two and a half firewall timeouts
   net.forget_idle_flows_after(firewall_timeout);
+  // tether::check, told of this firewall, must predict each outcome below.
+  const tether::path_hints path{.middlebox = {.name = "the test's firewall", .idle_timeout = firewall_timeout},
+                                .tick = tick};
 
   SECTION("without liveness the message after the gap meets a reset") {
+    CHECK(finds(tether::check(tether::liveness<>{}, path), tether::finding::nothing_keeps_path_open));
     client_and_server pair{net, tether::liveness<>{}};
     REQUIRE(pair.echoed("before the gap"));
     run_for(pair.io, idle_gap);
@@ -125,8 +141,20 @@ TEST_CASE("fault: a firewall that forgets idle flows resets the next message unl
     REQUIRE(pair.closed);
     CHECK(*pair.closed == close_reason::peer_reset);
   }
+  SECTION("tcp_keepalive above the firewall timeout loses the flow, as the check says") {
+    const tether::liveness late{tether::tcp_keepalive{.idle = 3s, .interval = 1s, .count = 3}};
+    CHECK(finds(tether::check(late, path), tether::finding::keepalive_idle_too_long));
+    client_and_server pair{net, late};
+    REQUIRE(pair.echoed("before the gap"));
+    run_for(pair.io, idle_gap);
+    CHECK_FALSE(pair.echoed("after the gap"));
+    REQUIRE(pair.closed);
+    CHECK(*pair.closed == close_reason::peer_reset);
+  }
   SECTION("tcp_keepalive below the firewall timeout keeps the flow") {
-    client_and_server pair{net, tether::liveness{tether::tcp_keepalive{.idle = 1s, .interval = 1s, .count = 3}}};
+    const tether::liveness warm{tether::tcp_keepalive{.idle = 1s, .interval = 1s, .count = 3}};
+    CHECK(errors_in(tether::check(warm, path)) == 0);
+    client_and_server pair{net, warm};
     for (int gap = 0; gap < 2; ++gap) {
       REQUIRE(pair.echoed("message " + std::to_string(gap)));
       run_for(pair.io, idle_gap);
@@ -135,7 +163,9 @@ TEST_CASE("fault: a firewall that forgets idle flows resets the next message unl
     CHECK(pair.client->is_open());
   }
   SECTION("heartbeat below the firewall timeout keeps the flow") {
-    client_and_server pair{net, tether::liveness{tether::heartbeat{.interval = 1s, .timeout = 1s}}};
+    const tether::liveness warm{tether::heartbeat{.interval = 1s, .timeout = 1s}};
+    CHECK(tether::check(warm, path).empty());
+    client_and_server pair{net, warm};
     for (int gap = 0; gap < 2; ++gap) {
       REQUIRE(pair.echoed("message " + std::to_string(gap)));
       run_for(pair.io, idle_gap);
@@ -169,6 +199,22 @@ TEST_CASE("fault: a path that goes silent while idle is detected within each str
     report("blackhole while idle, tcp_keepalive 1s,1s,2", policy.detection_bound(), detected);
     CHECK(*pair.closed == close_reason::keepalive_timeout);
     CHECK(detected <= policy.detection_bound() + scaled(500ms));
+  }
+  SECTION("a user timeout below keepalive's bound cuts its probes short, as the check says") {
+    // Bound 5 s; the user timeout of 2.5 s ends it at the keepalive run after it: idle + 2 intervals = 3 s.
+    const tether::tcp_keepalive keepalive{.idle = 1s, .interval = 1s, .count = 4};
+    const tether::liveness policy{keepalive, tether::user_timeout{2500ms}};
+    const auto found = tether::check(policy, {.tick = tick});
+    REQUIRE(finds(found, tether::finding::user_timeout_cuts_keepalive));
+    CHECK(found[0].message.find("after 2 unanswered probes instead of 4") != std::string::npos);
+    client_and_server pair{net, policy};
+    REQUIRE(pair.echoed("hello"));
+    net.blackhole(true);
+    const auto detected = pair.detection_since(clock_type::now());
+    report("blackhole while idle, tcp_keepalive 1s,1s,4 with user_timeout 2500ms", 3s, detected);
+    CHECK(*pair.closed == close_reason::keepalive_timeout);
+    CHECK(detected >= 3s - 100ms);
+    CHECK(detected <= 3s + scaled(500ms));
   }
 }
 
