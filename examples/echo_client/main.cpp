@@ -73,10 +73,11 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
   --help                           print this text
 
 Prints one line per event: config_check (severity, finding, message: what tether::check finds in the strategies,
-before connecting), connected (with the effective socket options read back from the kernel), echo
-(rtt_us from send to echo), heartbeat (rtt_us), goaway, connect_failed, closed (reason, detail, after_ms since
-the last byte received; close_code, the WebSocket status code the server sent), failed (why a connection could
-not finish) and finished.
+before connecting), connected (with the effective socket options read back from the kernel), echo (rtt_us from
+send to echo), heartbeat (rtt_us), goaway, resumed (slept_ms: the machine was suspended for longer than the
+heartbeat interval, or 1s without --heartbeat, so the connection pinged at once and a pending reconnect went
+ahead), connect_failed, closed (reason, detail, after_ms since the last byte received; close_code, the WebSocket
+status code the server sent), failed (why a connection could not finish) and finished.
 
 Exit status 0 when every message came back intact on every connection, 1 otherwise (the reason is printed on
 stderr too), 2 for a bad command line.
@@ -199,7 +200,8 @@ public:
                    {.host = options.server.address().to_string(),
                     .service = std::to_string(options.server.port()),
                     .bind_address = options.bind,
-                    .reconnect = options.reconnect},
+                    .reconnect = options.reconnect,
+                    .resume_check = std::chrono::seconds{1}},
                    codec, liveness, {.graceful_close_timeout = closing_bound}),
         pause_timer_(io), on_ended_(std::move(on_ended)) {
     connector_.on_connect([this](connection_type& conn) { connected(conn); });
@@ -210,6 +212,9 @@ public:
       events_.print("heartbeat", {{"connection", id_}, {"rtt_us", rtt.count()}});
     });
     connector_.on_goaway([this](connection_type& conn, std::string_view payload) { going_away(conn, payload); });
+    connector_.on_resume([this](std::chrono::milliseconds slept) {
+      events_.print("resumed", {{"connection", id_}, {"slept_ms", slept.count()}});
+    });
     connector_.on_close([this](connection_type& conn, tether::close_reason why) { closed(conn, why); });
   }
 

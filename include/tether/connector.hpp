@@ -29,9 +29,11 @@
 #include <tether/connection.hpp>
 #include <tether/detail/native_socket.hpp>
 #include <tether/detail/posted_completion.hpp>
+#include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/reconnect_hint.hpp>
 #include <tether/stats.hpp>
+#include <tether/suspended_time.hpp>
 #include <tether/timer_wheel.hpp>
 
 #include <asio/io_context.hpp>
@@ -68,6 +70,17 @@ struct connector_options {
   // by every connector of the thread that runs it (tether/buffer_budget.hpp). Not owned: it must outlive the
   // connector.
   buffer_budget* budget = nullptr;
+  // Sleep and resume (a laptop's lid, a phone's radio): steady_clock, which every deadline runs on, stops while
+  // the machine is suspended, so after a resume the heartbeat would wait out a whole interval on a path that
+  // may have died meanwhile. Every resume_check the connector looks at how long the machine has been suspended
+  // (tether/suspended_time.hpp). After a suspension longer than the heartbeat's interval (without a heartbeat,
+  // longer than resume_check) the connection pings at once (heartbeat::state::probe), a reconnect waiting out
+  // its backoff is attempted at once, the backoff starts again from its first delay, and on_resume reports it.
+  // Costs one timer wake-up per resume_check. Zero: off.
+  std::chrono::milliseconds resume_check{0};
+  // Where the time suspended is read: empty for tether::time_suspended(). A virtual machine paused by its host,
+  // which the guest's clocks do not show, can supply its own measure here.
+  std::function<std::chrono::nanoseconds()> suspended_time{};
 
   std::error_code validate() const noexcept;
 };
@@ -113,6 +126,9 @@ public:
   void on_goaway(std::function<void(connection_type&, std::string_view payload)> handler) {
     on_goaway_ = std::move(handler);
   }
+  // The machine was suspended for `slept` (see connector_options::resume_check); called after the connector
+  // acted on it, so a strategy of your own can be probed here too.
+  void on_resume(std::function<void(std::chrono::milliseconds slept)> handler) { on_resume_ = std::move(handler); }
 
   // Validates the options (the connector's, the connections', the wheel's, the backoff's and each strategy's:
   // the error names the field) and begins the first attempt at once. Does nothing while attempting or
@@ -153,6 +169,14 @@ private:
     asio::ip::tcp::resolver::results_type endpoints;
     asio::ip::tcp::resolver::results_type::const_iterator next_endpoint;
     std::error_code last_error = asio::error::host_not_found;  // what to report once no endpoint is left
+    bool waiting = true;  // still waiting out its delay: nothing resolved or connected yet
+  };
+  // Owned by the connector alone and reached through a weak_ptr, as an attempt is, so a check already queued
+  // when the connector goes away touches nothing.
+  struct resume_watch {
+    explicit resume_watch(asio::io_context& io) : timer(io) {}
+    asio::steady_timer timer;
+    std::chrono::nanoseconds suspended{0};  // at the last look
   };
   using attempt_ptr = std::shared_ptr<pending_attempt>;
   using connect_completion = detail::posted_completion<std::error_code, std::shared_ptr<connection_type>>;
@@ -172,6 +196,9 @@ private:
   void on_connection_closed(connection_type& closed, close_reason reason);
   void on_peer_goaway(connection_type& conn, std::string_view payload);
   std::chrono::milliseconds reconnect_delay(const connection_type& closed);
+  std::chrono::nanoseconds read_suspended_time() const;
+  void watch_for_resume();
+  void resumed(std::chrono::nanoseconds slept);
 
   asio::io_context& io_;
   connector_options options_;
@@ -187,6 +214,8 @@ private:
   std::function<void(const std::error_code&, std::chrono::milliseconds)> on_connect_error_;
   std::function<void(connection_type&, close_reason)> on_close_;
   std::function<void(connection_type&, std::string_view)> on_goaway_;
+  std::function<void(std::chrono::milliseconds)> on_resume_;
+  std::shared_ptr<resume_watch> resume_watch_;  // while running with resume_check on
   std::optional<reconnect_hint> reconnect_hint_;  // from the current connection's goaway
   std::size_t attempts_ = 0;
   bool running_ = false;  // start() was called and neither stop() nor a final failure has ended it

@@ -63,6 +63,7 @@ enum class error {
   handover_mismatch,
   descriptor_reserve_not_supported,
   busy_window_negative,
+  resume_check_negative,
 };
 
 namespace detail {
@@ -138,6 +139,8 @@ public:
       return "connection_options.graceful_close_timeout must be at least 0ms";
     case error::busy_window_negative:
       return "connection_options.busy_window must be at least 0ms";
+    case error::resume_check_negative:
+      return "connector_options.resume_check must be at least 0ms";
     case error::heartbeat_interval_not_positive:
       return "heartbeat.interval must be at least 1ms";
     case error::heartbeat_timeout_not_positive:

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <tether/backoff.hpp>
+#include <tether/check.hpp>
 #include <tether/close_reason.hpp>
 #include <tether/codec/codec.hpp>
 #include <tether/codec/frame.hpp>
@@ -28,5 +29,6 @@
 #include <tether/reconnect_hint.hpp>
 #include <tether/socket_options.hpp>
 #include <tether/stats.hpp>
+#include <tether/suspended_time.hpp>
 #include <tether/timer_wheel.hpp>
 #include <tether/version.hpp>

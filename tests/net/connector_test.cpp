@@ -535,6 +535,122 @@ TEST_CASE("a heartbeat timeout closes from the timer wheel and the connector rec
   CHECK(client.stats().closed(close_reason::heartbeat_timeout) >= 1);
 }
 
+TEST_CASE("after a suspension longer than the heartbeat interval the connector pings at once and stays up") {
+  asio::io_context io;
+  auto listener = make_listener(io);
+  tether::timer_wheel server_wheel{io};
+  tether::connection_context<tether::line_codec> server_settings;  // answers pings by itself
+  std::shared_ptr<line_server_connection> served;
+  listener.async_accept(io, [&](const std::error_code& ec, line_server_connection::socket_type socket) {
+    if (ec)
+      return;
+    served = line_server_connection::create(std::move(socket), server_settings, server_wheel);
+    served->start();
+  });
+
+  // The machine's suspended time, as the connector reads it; the test moves it as a suspension would.
+  auto suspended = std::chrono::nanoseconds{0};
+  using policy = tether::liveness<tether::heartbeat>;
+  tether::connector<tether::line_codec, policy> client{
+      io,
+      {.service = service_of(listener), .wheel = {.tick = 10ms}, .resume_check = 20ms,
+       .suspended_time = [&] { return suspended; }},
+      {},
+      policy{tether::heartbeat{.interval = 30s, .timeout = 5s}}};
+  std::vector<std::chrono::microseconds> round_trips;
+  std::vector<std::chrono::milliseconds> resumes;
+  client.on_heartbeat([&](auto&, std::chrono::microseconds rtt) { round_trips.push_back(rtt); });
+  client.on_resume([&](std::chrono::milliseconds slept) { resumes.push_back(slept); });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return client.current() != nullptr && served != nullptr; }));
+
+  SECTION("a suspension shorter than the interval changes nothing") {
+    suspended += 20s;
+    io.restart();
+    io.run_for(scaled(300ms));
+    CHECK(resumes.empty());
+    CHECK(round_trips.empty());
+  }
+  SECTION("a longer one: a ping at once instead of after the 30 s interval, answered, and reported") {
+    suspended += 90s;
+    const auto resumed_at = steady::now();
+    REQUIRE(run_until(io, [&] { return !round_trips.empty(); }, scaled(2000ms)));
+    CHECK(steady::now() - resumed_at < scaled(1000ms));
+    REQUIRE(resumes.size() == 1);
+    CHECK(resumes[0] == 90s);
+    CHECK(client.current() != nullptr);
+    // One probe per resume: the next ping waits out the interval again.
+    io.restart();
+    io.run_for(scaled(300ms));
+    CHECK(round_trips.size() == 1);
+  }
+}
+
+TEST_CASE("after a suspension a peer that died meanwhile is found within the heartbeat timeout, not the interval") {
+  asio::io_context io;
+  plain_server silent{io};  // accepts and never answers a ping, as a peer gone during the suspension
+  silent.accept_all();
+  auto suspended = std::chrono::nanoseconds{0};
+  using policy = tether::liveness<tether::heartbeat>;
+  const tether::heartbeat beat{.interval = 30s, .timeout = 300ms};
+  tether::connector<tether::line_codec, policy> client{
+      io,
+      {.service = service_of(silent.acceptor), .wheel = {.tick = 10ms}, .resume_check = 20ms,
+       .suspended_time = [&] { return suspended; }},
+      {},
+      policy{beat}};
+  std::optional<close_reason> closed;
+  client.on_close([&](auto&, close_reason why) { closed = why; });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return client.current() != nullptr; }));
+
+  suspended += 1min;
+  const auto resumed_at = steady::now();
+  REQUIRE(run_until(io, [&] { return closed.has_value(); }, scaled(3000ms)));
+  const auto detected = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - resumed_at);
+  INFO("closed " << detected.count() << " ms after the resume");
+  CHECK(*closed == close_reason::heartbeat_timeout);
+  CHECK(detected >= beat.timeout);
+  CHECK(detected <= beat.timeout + scaled(400ms));  // resume_check, a tick, and scheduling
+}
+
+TEST_CASE("after a suspension a reconnect waiting out its backoff is attempted at once, from the first delay") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor reserved{io};
+  reserved.open(asio::ip::tcp::v4());
+  reserved.bind({loopback, 0});  // bound but not listening: every attempt is refused
+  const tether::backoff retry{.initial = 60s, .maximum = 120s, .multiplier = 2.0};
+  auto suspended = std::chrono::nanoseconds{0};
+  std::vector<connect_failure> failures;
+  std::vector<std::chrono::milliseconds> resumes;
+  std::optional<line_client> client;
+  // The first delay is drawn from [0, 60 s]; one under 3 s would hide whether the resume cut it short, so such
+  // a draw is tried again with a new connector (each try has a 5 % chance of it).
+  for (int tries = 0; tries < 8 && (failures.empty() || failures.front().next_retry < 3s); ++tries) {
+    failures.clear();
+    client.emplace(io, tether::connector_options{.service = service_of(reserved), .reconnect = true, .retry = retry,
+                                                 .resume_check = 20ms, .suspended_time = [&] { return suspended; }});
+    client->on_connect_error([&](const std::error_code& ec, std::chrono::milliseconds next_retry) {
+      failures.push_back({ec, next_retry, steady::now(), client->attempts()});
+    });
+    client->on_resume([&](std::chrono::milliseconds slept) { resumes.push_back(slept); });
+    REQUIRE_FALSE(client->start());
+    REQUIRE(run_until(io, [&] { return !failures.empty(); }));
+  }
+  REQUIRE(failures.size() == 1);
+  REQUIRE(failures[0].next_retry >= 3s);
+
+  // No heartbeat in this policy: any suspension longer than resume_check counts.
+  suspended += 5s;
+  REQUIRE(run_until(io, [&] { return failures.size() >= 2; }, scaled(2000ms)));
+  CHECK(failures[1].at - failures[0].at < scaled(1000ms));
+  CHECK(failures[1].error == asio::error::connection_refused);
+  CHECK(failures[1].next_retry <= retry.ceiling(0));  // drawn from the first ceiling again
+  REQUIRE(resumes.size() == 1);
+  CHECK(resumes[0] == 5s);
+  client->stop();
+}
+
 TEST_CASE("bind_source_address binds the address and leaves the port to connect") {
   asio::io_context io;
   auto listener = make_listener(io);
@@ -646,6 +762,10 @@ TEST_CASE("a connector refuses options that cannot work and names the field") {
   SECTION("wheel") {
     options.wheel.tick = 0ms;
     expected = tether::error::wheel_tick_not_positive;
+  }
+  SECTION("resume check") {
+    options.resume_check = -1ms;
+    expected = tether::error::resume_check_negative;
   }
   line_client client{io, options};
   CHECK(client.start() == expected);

@@ -68,6 +68,32 @@ TEST_CASE("heartbeat pings only after interval without received bytes and closes
     CHECK(hb.on_deadline(s, seen, t0 + 13s).reason() == tether::close_reason::heartbeat_timeout);
     CHECK(hb.on_control(s, {frame_kind::pong, "1"}, t0 + 10s + 100ms).measured_round_trip() == 5ms);
   }
+  SECTION("probe: a ping at the next tick instead of after the interval, its timeout from the probe") {
+    s.probe();
+    CHECK(hb.next_deadline(s, seen) <= t0 + 2s);
+    const verdict ping = hb.on_deadline(s, seen, t0 + 2s);
+    REQUIRE(ping.what() == action::send);
+    CHECK(sent_by(hb, s, ping, t0 + 2s) == "1");
+    CHECK(hb.next_deadline(s, seen) == t0 + 5s);
+    CHECK(hb.on_deadline(s, seen, t0 + 5s).reason() == tether::close_reason::heartbeat_timeout);
+  }
+  SECTION("probe: answered, the next ping waits out the interval again") {
+    s.probe();
+    sent_by(hb, s, hb.on_deadline(s, seen, t0 + 2s), t0 + 2s);
+    CHECK(hb.on_control(s, {frame_kind::pong, "1"}, t0 + 2s + 1ms).what() == action::round_trip);
+    seen.received = t0 + 2s + 1ms;
+    CHECK(hb.next_deadline(s, seen) == t0 + 12s + 1ms);
+    CHECK(hb.on_deadline(s, seen, t0 + 3s).what() == action::none);
+  }
+  SECTION("probe: ignored while a ping is outstanding or pinging is off") {
+    sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
+    s.probe();
+    CHECK(hb.next_deadline(s, seen) == t0 + 13s);
+    tether::heartbeat::state off;
+    off.set_pinging(false);
+    off.probe();
+    CHECK(hb.next_deadline(off, seen) == tether::liveness_clock::time_point::max());
+  }
   SECTION("a ping sent early (its interval lengthened since) is answered within timeout of the send") {
     sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
     s.set_interval(20s);

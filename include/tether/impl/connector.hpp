@@ -15,6 +15,8 @@ namespace tether {
 inline std::error_code connector_options::validate() const noexcept {
   if (connect_timeout.count() <= 0)
     return error::connect_timeout_not_positive;
+  if (resume_check.count() < 0)
+    return error::resume_check_negative;
   if (auto ec = retry.validate())
     return ec;
   return wheel.validate();
@@ -72,7 +74,56 @@ std::error_code connector<Codec, Liveness, UserData>::start() {
     schedule_.emplace(options_.retry);
   running_ = true;
   schedule_attempt(std::chrono::milliseconds{0});
+  if (options_.resume_check.count() > 0) {
+    resume_watch_ = std::make_shared<resume_watch>(io_);
+    resume_watch_->suspended = read_suspended_time();
+    watch_for_resume();
+  }
   return {};
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+std::chrono::nanoseconds connector<Codec, Liveness, UserData>::read_suspended_time() const {
+  return options_.suspended_time ? options_.suspended_time() : time_suspended();
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::watch_for_resume() {
+  resume_watch_->timer.expires_after(options_.resume_check);
+  resume_watch_->timer.async_wait([this, weak = std::weak_ptr<resume_watch>(resume_watch_)](const std::error_code& ec) {
+    const auto watch = weak.lock();
+    if (ec || !watch || watch != resume_watch_)
+      return;
+    if (!running_) {  // a final failure or close ended it: nothing left to watch
+      resume_watch_.reset();
+      return;
+    }
+    const auto suspended = read_suspended_time();
+    const auto slept = suspended - std::exchange(watch->suspended, suspended);
+    watch_for_resume();
+    auto threshold = std::chrono::nanoseconds{options_.resume_check};
+    if constexpr (Liveness::template has<heartbeat>)
+      threshold = context_.liveness.template get<heartbeat>().interval;
+    if (slept > threshold)
+      resumed(slept);
+  });
+}
+
+// Whatever was scheduled before the suspension counted none of it: the heartbeat would still wait out its
+// interval and a reconnect its backoff, on a network that may be another one by now.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::resumed(std::chrono::nanoseconds slept) {
+  schedule_->reset();
+  if (attempt_ && attempt_->waiting) {
+    abandon_attempt();
+    schedule_attempt(std::chrono::milliseconds{0});
+  }
+  if constexpr (Liveness::template has<heartbeat>) {
+    if (const auto open = current())
+      open->template update_liveness<heartbeat>([](heartbeat::state& s) { s.probe(); });
+  }
+  if (on_resume_)
+    on_resume_(std::chrono::duration_cast<std::chrono::milliseconds>(slept));
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>
@@ -103,6 +154,7 @@ template <class Codec, liveness_policy Liveness, class UserData>
 void connector<Codec, Liveness, UserData>::stop() {
   complete_connect_waiters(asio::error::operation_aborted);
   running_ = false;
+  resume_watch_.reset();
   abandon_attempt();
   if (connection_) {
     closing_.push_back(std::exchange(connection_, nullptr));
@@ -134,6 +186,7 @@ void connector<Codec, Liveness, UserData>::schedule_attempt(std::chrono::millise
 template <class Codec, liveness_policy Liveness, class UserData>
 void connector<Codec, Liveness, UserData>::begin_attempt(pending_attempt& attempt) {
   ++attempts_;
+  attempt.waiting = false;
   attempt.timer.expires_after(options_.connect_timeout);
   attempt.timer.async_wait(for_attempt(attempt_, [this](pending_attempt&, const std::error_code& ec) {
     // Failing here rather than in the cancelled operation's handler keeps the bound even while the resolver

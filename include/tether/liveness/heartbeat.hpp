@@ -68,6 +68,13 @@ struct heartbeat {
       }
     }
     bool pinging() const noexcept { return !pinging_off_; }
+    // Ping at the next tick instead of waiting out the interval: the path may have died while nobody watched
+    // (the machine slept; see connector_options::resume_check). Nothing changes while a ping is outstanding,
+    // since its timeout already runs, or while pinging is off.
+    void probe() noexcept {
+      if (!awaiting_answer_ && !pinging_off_)
+        probe_requested_ = true;
+    }
 
   private:
     friend struct heartbeat;
@@ -85,6 +92,7 @@ struct heartbeat {
     bool awaiting_answer_ = false;
     bool ping_refused_ = false;
     bool pinging_off_ = false;
+    bool probe_requested_ = false;
   };
   static constexpr bool needs_control_frames = true;
 
@@ -113,6 +121,8 @@ struct heartbeat {
       return liveness_clock::time_point::max();
     if ((s.awaiting_answer_ || s.ping_refused_) && seen.received < s.ping_sent_)
       return answer_due(s, seen);
+    if (s.probe_requested_)
+      return seen.received;  // already past: the next tick
     return seen.received + interval_of(s);
   }
 
@@ -131,7 +141,7 @@ struct heartbeat {
       s.awaiting_answer_ = false;
       s.ping_refused_ = false;
     }
-    if (now < seen.received + interval_of(s))
+    if (!s.probe_requested_ && now < seen.received + interval_of(s))
       return verdict::none();
     std::array<char, 10> text{};
     const auto end = std::to_chars(text.data(), text.data() + text.size(), s.sequence_ + 1).ptr;
@@ -142,6 +152,7 @@ struct heartbeat {
     if (sent.kind != frame_kind::ping)
       return;
     s.ping_sent_ = now;
+    s.probe_requested_ = false;
     s.ping_refused_ = static_cast<bool>(outcome);
     if (outcome)
       return;
