@@ -75,8 +75,8 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
 Prints one line per event: config_check (severity, finding, message: what tether::check finds in the strategies,
 before connecting), connected (with the effective socket options read back from the kernel), echo (rtt_us from
 send to echo), heartbeat (rtt_us), goaway, resumed (slept_ms: the machine was suspended for longer than the
-heartbeat interval, or 1s without --heartbeat, so the connection pinged at once and a pending reconnect went
-ahead), connect_failed, closed (reason, detail, after_ms since the last byte received; close_code, the WebSocket
+heartbeat interval, or 1s without --heartbeat; the connection then pinged at once with --heartbeat, and a
+pending reconnect went ahead), connect_failed, closed (reason, detail, after_ms since the last byte received; close_code, the WebSocket
 status code the server sent), failed (why a connection could not finish) and finished.
 
 Exit status 0 when every message came back intact on every connection, 1 otherwise (the reason is printed on

@@ -158,7 +158,7 @@ std::vector<diagnostic> check(const liveness<Strategies...>& policy, const path_
     const std::string_view box_name = box.name.empty() ? std::string_view{"the middlebox"} : box.name;
     const std::string box_timeout = concat({box_name, "'s idle timeout of ", duration_text(box.idle_timeout)});
     std::vector<diagnostic> why_not;  // reported only when nothing else keeps the flow open
-    bool kept_by_heartbeat_or_reaper = false;
+    bool kept_by_traffic_or_reaper = false;
     bool kept_by_keepalive = false;
     std::optional<diagnostic> lost_probe;
     if constexpr (policy_type::template has<tcp_keepalive>) {
@@ -192,16 +192,19 @@ std::vector<diagnostic> check(const liveness<Strategies...>& policy, const path_
                            concat({"heartbeat interval ", duration_text(beat.interval), " plus one tick (", tick,
                                    ") is not below ", box_timeout, ": an idle flow is forgotten before the ping"})});
       else
-        kept_by_heartbeat_or_reaper = true;
+        kept_by_traffic_or_reaper = true;
     }
     if constexpr (policy_type::template has<idle_reaper>) {
       if (detail::shortest_reaper_bound(policy.template get<idle_reaper>()) + path.tick < box.idle_timeout)
-        kept_by_heartbeat_or_reaper = true;
+        kept_by_traffic_or_reaper = true;
     }
+    // The peers' own pings cross the path as well.
+    if (path.peer_ping_interval.count() > 0 && path.peer_ping_interval + path.tick < box.idle_timeout)
+      kept_by_traffic_or_reaper = true;
     // Traffic every heartbeat interval means keepalive never probes, so its margin no longer matters.
-    if (!kept_by_heartbeat_or_reaper && kept_by_keepalive && lost_probe) {
+    if (!kept_by_traffic_or_reaper && kept_by_keepalive && lost_probe) {
       found.push_back(std::move(*lost_probe));
-    } else if (!kept_by_heartbeat_or_reaper && !kept_by_keepalive) {
+    } else if (!kept_by_traffic_or_reaper && !kept_by_keepalive) {
       if (why_not.empty())
         report(finding::nothing_keeps_path_open, severity::error,
                concat({"nothing is sent on an idle connection (no tcp_keepalive, no heartbeat) and nothing closes it "
@@ -218,10 +221,11 @@ std::vector<diagnostic> check(const liveness<Strategies...>& policy, const path_
     const auto timeout = policy.template get<user_timeout>().timeout;
     // Linux's keepalive timer, once a user timeout is set, ignores the count and gives up at its first run at or
     // after the user timeout with a probe outstanding; it runs at idle and then every interval.
-    const auto probes = timeout <= idle + interval
+    // An interval of zero is validate()'s to refuse; there is no probe count to speak of then.
+    const auto probes = timeout <= idle + interval || interval.count() <= 0
                             ? 1
                             : static_cast<int>((timeout - idle + interval - std::chrono::milliseconds{1}) / interval);
-    if (timeout < bound && probes < keepalive.count) {
+    if (interval.count() > 0 && timeout < bound && probes < keepalive.count) {
       report(finding::user_timeout_cuts_keepalive, severity::warning,
              concat({"user timeout ", duration_text(timeout), " is shorter than keepalive's bound ", duration_text(bound),
                      " (", duration_text(idle), " + ", std::to_string(keepalive.count), " x ", duration_text(interval),
@@ -274,7 +278,8 @@ std::vector<diagnostic> check(const liveness<Strategies...>& policy, const path_
       const bool below = allowed < pace;
       report(finding::peer_paced_too_short, below ? severity::error : severity::warning,
              concat({"peer_paced allows ", duration_text(allowed), " of silence (", duration_text(paced.interval),
-                     " x ", detail::number_text(paced.multiplier), ") for peers that send every ",
+                     " x ", detail::number_text(paced.multiplier), ") until a peer declares its own interval, for peers "
+                     "that send every ",
                      duration_text(pace),
                      below ? ": healthy peers are closed with peer_silent"
                            : ": no room for network delay or the tick; a peer on time can be closed with peer_silent",

@@ -70,11 +70,11 @@ struct connector_options {
   // by every connector of the thread that runs it (tether/buffer_budget.hpp). Not owned: it must outlive the
   // connector.
   buffer_budget* budget = nullptr;
-  // Sleep and resume (a laptop's lid, a phone's radio): steady_clock, which every deadline runs on, stops while
-  // the machine is suspended, so after a resume the heartbeat would wait out a whole interval on a path that
-  // may have died meanwhile. Every resume_check the connector looks at how long the machine has been suspended
-  // (tether/suspended_time.hpp). After a suspension longer than the heartbeat's interval (without a heartbeat,
-  // longer than resume_check) the connection pings at once (heartbeat::state::probe), a reconnect waiting out
+  // Sleep and resume (a laptop's lid, a phone's radio): steady_clock, which every deadline runs on, stops (on
+  // Linux) while the machine is suspended, so after a resume the heartbeat would wait out a whole interval on a
+  // path that may have died meanwhile. Every resume_check the connector looks at how long the machine has been
+  // suspended (tether/suspended_time.hpp). After a suspension longer than the heartbeat's interval (without a
+  // heartbeat, longer than resume_check) the connection pings at once (heartbeat::state::probe), a reconnect waiting out
   // its backoff is attempted at once, the backoff starts again from its first delay, and on_resume reports it.
   // Costs one timer wake-up per resume_check. Zero: off.
   std::chrono::milliseconds resume_check{0};

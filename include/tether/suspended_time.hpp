@@ -1,5 +1,6 @@
 // How long the machine has spent suspended since it booted. steady_clock, which every tether deadline uses,
-// stops while the machine sleeps; a boot clock does not, and the difference between them grows by the length of
+// stops while the machine sleeps (on Linux, where it is CLOCK_MONOTONIC; elsewhere that depends on the standard
+// library); a boot clock does not, and the difference between them grows by the length of
 // each suspension. A client that sees it grow knows that its connections went unwatched for that long
 // (connector_options::resume_check).
 //

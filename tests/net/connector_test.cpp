@@ -619,7 +619,8 @@ TEST_CASE("after a suspension a reconnect waiting out its backoff is attempted a
   asio::ip::tcp::acceptor reserved{io};
   reserved.open(asio::ip::tcp::v4());
   reserved.bind({loopback, 0});  // bound but not listening: every attempt is refused
-  const tether::backoff retry{.initial = 60s, .maximum = 120s, .multiplier = 2.0};
+  // Without the reset the next delay would come from [0, 600 s]: nine times in ten above the first ceiling.
+  const tether::backoff retry{.initial = 60s, .maximum = 600s, .multiplier = 10.0};
   auto suspended = std::chrono::nanoseconds{0};
   std::vector<connect_failure> failures;
   std::vector<std::chrono::milliseconds> resumes;

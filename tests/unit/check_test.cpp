@@ -115,6 +115,11 @@ TEST_CASE("check: keepalive idle or heartbeat interval at or above the middlebox
     CHECK(find(reaped_late, finding::nothing_keeps_path_open) != nullptr);
     const auto reaped_first = tether::check(tether::liveness{tether::idle_reaper{.read_idle = 30s}}, {.middlebox = firewall});
     CHECK(reaped_first.empty());
+    // A server that only enforces its clients' pace (MQTT): their pings keep the path.
+    const tether::liveness enforcing{tether::peer_paced{.interval = 30s}};
+    CHECK(tether::check(enforcing, {.middlebox = firewall, .peer_ping_interval = 30s}).empty());
+    CHECK(find(tether::check(enforcing, {.middlebox = firewall, .peer_ping_interval = 90s}),
+               finding::nothing_keeps_path_open) != nullptr);
   }
   SECTION("an unnamed middlebox is called the middlebox; a timeout of zero checks nothing") {
     const auto found = tether::check(tether::liveness<>{}, {.middlebox = {.idle_timeout = 30s}});
@@ -137,6 +142,10 @@ TEST_CASE("check: a user timeout shorter than keepalive's bound cuts keepalive's
   SECTION("75s: two probes") {
     const auto found = tether::check(tether::liveness{keepalive, tether::user_timeout{75s}});
     CHECK(mentions(find(found, finding::user_timeout_cuts_keepalive), "after 2 unanswered probes instead of 3"));
+  }
+  SECTION("a keepalive interval of zero, which validate() refuses, is not divided by") {
+    CHECK(tether::check(tether::liveness{tether::tcp_keepalive{.idle = 10s, .interval = 0s, .count = 3},
+                                         tether::user_timeout{20s}}).empty());
   }
   SECTION("just under the bound still waits out every probe, so it is not reported") {
     CHECK(tether::check(tether::liveness{keepalive, tether::user_timeout{85s}}).empty());

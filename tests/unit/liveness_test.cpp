@@ -85,14 +85,27 @@ TEST_CASE("heartbeat pings only after interval without received bytes and closes
     CHECK(hb.next_deadline(s, seen) == t0 + 12s + 1ms);
     CHECK(hb.on_deadline(s, seen, t0 + 3s).what() == action::none);
   }
-  SECTION("probe: ignored while a ping is outstanding or pinging is off") {
+  SECTION("probe: an outstanding ping keeps its timeout and its pong ends the probe; off, nothing") {
     sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
     s.probe();
     CHECK(hb.next_deadline(s, seen) == t0 + 13s);
+    CHECK(hb.on_control(s, {frame_kind::pong, "1"}, t0 + 10s + 1ms).what() == action::round_trip);
+    seen.received = t0 + 10s + 1ms;
+    CHECK(hb.next_deadline(s, seen) == t0 + 20s + 1ms);
     tether::heartbeat::state off;
     off.set_pinging(false);
     off.probe();
     CHECK(hb.next_deadline(off, seen) == tether::liveness_clock::time_point::max());
+  }
+  SECTION("probe: data that answered the last ping does not swallow a probe") {
+    sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);
+    seen.received = t0 + 11s;  // data, not a pong: the ping still counts as awaiting until the next deadline
+    REQUIRE(s.awaiting_answer());
+    s.probe();
+    CHECK(hb.next_deadline(s, seen) <= t0 + 12s);
+    const verdict ping = hb.on_deadline(s, seen, t0 + 12s);
+    REQUIRE(ping.what() == action::send);
+    CHECK(sent_by(hb, s, ping, t0 + 12s) == "2");
   }
   SECTION("a ping sent early (its interval lengthened since) is answered within timeout of the send") {
     sent_by(hb, s, hb.on_deadline(s, seen, t0 + 10s), t0 + 10s);

@@ -65,14 +65,15 @@ struct heartbeat {
       if (pinging_off_) {
         awaiting_answer_ = false;
         ping_refused_ = false;
+        probe_requested_ = false;
       }
     }
     bool pinging() const noexcept { return !pinging_off_; }
     // Ping at the next tick instead of waiting out the interval: the path may have died while nobody watched
-    // (the machine slept; see connector_options::resume_check). Nothing changes while a ping is outstanding,
-    // since its timeout already runs, or while pinging is off.
+    // (the machine slept; see connector_options::resume_check). A ping still unanswered keeps its own timeout,
+    // and its pong ends the probe; with pinging off it does nothing.
     void probe() noexcept {
-      if (!awaiting_answer_ && !pinging_off_)
+      if (!pinging_off_)
         probe_requested_ = true;
     }
 
@@ -204,6 +205,7 @@ private:
         return verdict::none();
     }
     s.awaiting_answer_ = false;
+    s.probe_requested_ = false;  // the answer is the proof a probe would have asked for
     const auto rtt = std::max(rtt_duration{1}, std::chrono::duration_cast<rtt_duration>(now - s.ping_sent_));
     s.last_rtt_ = rtt;
     s.min_rtt_ = s.min_rtt_.count() == 0 ? rtt : std::min(s.min_rtt_, rtt);
