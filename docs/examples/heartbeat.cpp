@@ -85,7 +85,8 @@ int main() {
     check(*detected_after <= fast.interval + fast.timeout + wheel.tick() + 250ms, "within the bound (with slack)");
   }
 
-  // 3. Pings faster than min_peer_ping_interval earn strikes; max_ping_strikes in a row close the flooder.
+  // 3. A burst of max_ping_strikes pings passes; the next ping is answered with too_many_pings (a tether peer
+  // slows down), and a peer that goes on overrunning the rate is closed.
   std::optional<tether::close_reason> flood_close;
   tether::connection_context<tether::line_codec, policy> guarded{
       .liveness = policy{tether::heartbeat{.interval = 10s, .min_peer_ping_interval = 1s, .max_ping_strikes = 3}}};
@@ -94,7 +95,8 @@ int main() {
   flooder.connect(acceptor.local_endpoint());
   auto guarding = watched::create(acceptor.accept(io), guarded, wheel);
   guarding->start();
-  asio::write(flooder, asio::buffer(std::string_view{"\x10ping 1\n\x10ping 2\n\x10ping 3\n\x10ping 4\n"}));
+  for (int ping = 1; ping <= 7; ++ping)
+    asio::write(flooder, asio::buffer("\x10ping " + std::to_string(ping) + "\n"));
   io.restart();  // the io_context stopped when it last ran out of work
   io.run_for(100ms);
   check(flood_close == tether::close_reason::ping_flood, "ping_flood");

@@ -195,7 +195,8 @@ std::vector<diagnostic> check(const liveness<Strategies...>& policy, const path_
         kept_by_traffic_or_reaper = true;
     }
     if constexpr (policy_type::template has<idle_reaper>) {
-      if (detail::shortest_reaper_bound(policy.template get<idle_reaper>()) + path.tick < box.idle_timeout)
+      const auto reaped = detail::shortest_reaper_bound(policy.template get<idle_reaper>());
+      if (reaped != std::chrono::milliseconds::max() && reaped + path.tick < box.idle_timeout)
         kept_by_traffic_or_reaper = true;
     }
     // The peers' own pings cross the path as well.

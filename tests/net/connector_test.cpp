@@ -777,3 +777,95 @@ TEST_CASE("a connector refuses options that cannot work and names the field") {
       io, {.service = "1"}, {}, tether::liveness{tether::heartbeat{.interval = 0ms}}};
   CHECK(bad_strategy.start() == tether::error::heartbeat_interval_not_positive);
 }
+
+namespace {
+// A tether server over the line codec on a loopback listener, serving each connection it accepts with `policy`.
+template <class Policy>
+struct heartbeat_server {
+  using connection_type = tether::connection<tether::line_codec, Policy>;
+  heartbeat_server(asio::io_context& io, Policy policy) : listener(make_listener(io)), wheel(io, {.tick = 10ms}) {
+    settings.liveness = std::move(policy);
+    settings.on_close = [this](connection_type&, close_reason why) { closes.push_back(why); };
+    listener.async_accept(io, [this](const std::error_code& ec, typename connection_type::socket_type socket) {
+      if (ec)
+        return;
+      served = connection_type::create(std::move(socket), settings, wheel);
+      served->start();
+    });
+  }
+  asio::ip::tcp::acceptor listener;
+  tether::timer_wheel wheel;
+  tether::connection_context<tether::line_codec, Policy> settings;
+  std::shared_ptr<connection_type> served;
+  std::vector<close_reason> closes;
+};
+using heartbeat_policy = tether::liveness<tether::heartbeat>;
+} // namespace
+
+TEST_CASE("a client pinging every 200 ms against a server accepting one per second slows down and stays connected") {
+  asio::io_context io;
+  heartbeat_server server{io, heartbeat_policy{tether::heartbeat{.interval = 30s, .timeout = 5s,
+                                                                 .min_peer_ping_interval = 1s, .max_ping_strikes = 3}}};
+  const tether::heartbeat eager{.interval = 200ms, .timeout = 1s};
+  tether::connector<tether::line_codec, heartbeat_policy> client{
+      io, {.service = service_of(server.listener), .wheel = {.tick = 10ms}}, {}, heartbeat_policy{eager}};
+  std::vector<close_reason> client_closes;
+  client.on_close([&](auto&, close_reason why) { client_closes.push_back(why); });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] {
+    return client.current() != nullptr && client.current()->liveness_state<tether::heartbeat>().times_slowed_down() > 0;
+  }, scaled(5000ms)));
+  const auto& beat = client.current()->liveness_state<tether::heartbeat>();
+  CHECK(beat.times_slowed_down() == 1);
+  CHECK(eager.interval_of(beat) >= 1s);
+  // Several of the new intervals later: still the first connection on both sides, and no more requests.
+  io.restart();
+  io.run_for(scaled(3500ms));
+  REQUIRE(client.current() != nullptr);
+  CHECK(client.current()->liveness_state<tether::heartbeat>().times_slowed_down() == 1);
+  CHECK(client.current()->liveness_state<tether::heartbeat>().pings_sent() >= 5);
+  CHECK(client.stats().opened() == 1);
+  CHECK(client_closes.empty());
+  CHECK(server.closes.empty());
+  REQUIRE(server.served != nullptr);
+  CHECK(server.served->is_open());
+}
+
+TEST_CASE("heartbeat negotiation: mismatched ends converge on the agreed values; a silent peer leaves the defaults") {
+  asio::io_context io;
+  const tether::heartbeat server_wishes{.interval = 20s, .timeout = 2s, .min_peer_ping_interval = 50ms,
+                                        .negotiate = true};
+  heartbeat_server server{io, heartbeat_policy{server_wishes}};
+  tether::heartbeat client_wishes{.interval = 100ms, .timeout = 4s, .min_peer_ping_interval = 1s};
+  SECTION("both announce") { client_wishes.negotiate = true; }
+  SECTION("the client announces nothing (an older peer): each side keeps its own values") {}
+  tether::connector<tether::line_codec, heartbeat_policy> client{
+      io, {.service = service_of(server.listener), .wheel = {.tick = 10ms}}, {}, heartbeat_policy{client_wishes}};
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return client.current() != nullptr && server.served != nullptr; }));
+  io.restart();
+  io.run_for(scaled(300ms));
+  REQUIRE(client.current() != nullptr);
+  REQUIRE(server.served != nullptr);
+  const auto& on_client = client.current()->liveness_state<tether::heartbeat>();
+  const auto& on_server = server.served->liveness_state<tether::heartbeat>();
+  const tether::heartbeat& client_strategy = client_wishes;
+  if (client_wishes.negotiate) {
+    // interval: the eager 100 ms raised to the 1 s the client itself accepts; timeout: the patient 4 s.
+    for (const auto* state : {&on_client, &on_server})
+      CHECK(state->agreed());
+    CHECK(client_strategy.interval_of(on_client) == 1s);
+    CHECK(server_wishes.interval_of(on_server) == 1s);
+    CHECK(client_strategy.timeout_of(on_client) == 4s);
+    CHECK(server_wishes.timeout_of(on_server) == 4s);
+  } else {
+    CHECK_FALSE(on_client.agreed());
+    CHECK_FALSE(on_server.agreed());
+    CHECK(client_strategy.interval_of(on_client) == 100ms);
+    CHECK(server_wishes.interval_of(on_server) == 20s);
+    // The server's announcement reached the client as an unsolicited pong, and nothing broke: pings flow.
+    CHECK(on_client.pings_sent() >= 2);
+  }
+  CHECK(client.stats().opened() == 1);
+  CHECK(server.closes.empty());
+}

@@ -115,6 +115,9 @@ TEST_CASE("check: keepalive idle or heartbeat interval at or above the middlebox
     CHECK(find(reaped_late, finding::nothing_keeps_path_open) != nullptr);
     const auto reaped_first = tether::check(tether::liveness{tether::idle_reaper{.read_idle = 30s}}, {.middlebox = firewall});
     CHECK(reaped_first.empty());
+    // A reaper with every bound off (echo_server without --idle-timeout) closes nothing.
+    const auto reaper_off = tether::check(tether::liveness{tether::idle_reaper{}}, {.middlebox = firewall});
+    CHECK(find(reaper_off, finding::nothing_keeps_path_open) != nullptr);
     // A server that only enforces its clients' pace (MQTT): their pings keep the path.
     const tether::liveness enforcing{tether::peer_paced{.interval = 30s}};
     CHECK(tether::check(enforcing, {.middlebox = firewall, .peer_ping_interval = 30s}).empty());

@@ -11,6 +11,7 @@
 #include <tether/liveness/user_timeout.hpp>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -161,13 +162,32 @@ TEST_CASE("heartbeat limits the peer's ping rate with a token bucket that bursts
   const tether::heartbeat hb{.min_peer_ping_interval = 1s, .max_ping_strikes = 3};
   tether::heartbeat::state s;
   const auto ping_at = [&](time_point at) { return hb.on_control(s, {frame_kind::ping, ""}, at).what(); };
-  SECTION("a burst of max_ping_strikes passes, one more closes with ping_flood") {
+  SECTION("a burst of max_ping_strikes passes; one more is told too_many_pings; overrunning again closes") {
     CHECK(ping_at(t0) == action::none);
     CHECK(ping_at(t0 + 100ms) == action::none);
     CHECK(ping_at(t0 + 200ms) == action::none);
-    const verdict v = hb.on_control(s, {frame_kind::ping, ""}, t0 + 300ms);
+    const verdict told = hb.on_control(s, {frame_kind::ping, ""}, t0 + 300ms);
+    CHECK(told.what() == action::send);
+    CHECK(told.kind() == frame_kind::pong);
+    CHECK(told.payload() == "too_many_pings min-ping=1000");
+    // The bucket starts again with this ping in it: two more fit, the third one after is the flood.
+    CHECK(ping_at(t0 + 400ms) == action::none);
+    CHECK(ping_at(t0 + 500ms) == action::none);
+    const verdict v = hb.on_control(s, {frame_kind::ping, ""}, t0 + 600ms);
     CHECK(v.what() == action::close);
     CHECK(v.reason() == tether::close_reason::ping_flood);
+    CHECK(std::string_view{v.detail()}.find("after too_many_pings") != std::string_view::npos);
+  }
+  SECTION("a peer that slowed down after being told, and later bursts again, is told again, not closed") {
+    for (int i = 0; i < 3; ++i)
+      REQUIRE(ping_at(t0 + i * 10ms) == action::none);
+    REQUIRE(ping_at(t0 + 30ms) == action::send);
+    for (int i = 1; i <= 5; ++i)
+      REQUIRE(ping_at(t0 + 30ms + i * 1s) == action::none);
+    const auto later = t0 + 10s;
+    for (int i = 0; i < 3; ++i)
+      REQUIRE(ping_at(later + i * 10ms) == action::none);
+    CHECK(ping_at(later + 30ms) == action::send);
   }
   SECTION("pings at the allowed rate never close") {
     for (int i = 0; i < 100; ++i)
@@ -176,17 +196,90 @@ TEST_CASE("heartbeat limits the peer's ping rate with a token bucket that bursts
   SECTION("bursts of three every 0.7 s (4.3 pings/s) are closed within seconds") {
     int pings = 0;
     action last = action::none;
-    for (int burst = 0; burst < 20 && last == action::none; ++burst) {
-      for (int i = 0; i < 3 && last == action::none; ++i, ++pings)
+    for (int burst = 0; burst < 20 && last != action::close; ++burst) {
+      for (int i = 0; i < 3 && last != action::close; ++i, ++pings)
         last = ping_at(t0 + burst * 700ms + i * 10ms);
     }
     CHECK(last == action::close);
-    CHECK(pings <= 9);
+    CHECK(pings <= 12);
   }
   SECTION("zero min_peer_ping_interval accepts any rate") {
     const tether::heartbeat unlimited{.min_peer_ping_interval = 0ms};
     for (int i = 0; i < 1000; ++i)
       REQUIRE(unlimited.on_control(s, {frame_kind::ping, ""}, t0).what() == action::none);
+  }
+}
+
+TEST_CASE("heartbeat told too_many_pings stretches its interval: twice its own, at least what the peer accepts") {
+  const tether::heartbeat eager{.interval = 200ms, .timeout = 1s};
+  tether::heartbeat::state s;
+  const tether::activity seen{t0, t0, t0};
+  CHECK(eager.on_control(s, {frame_kind::pong, "too_many_pings min-ping=1000"}, t0).what() == action::none);
+  CHECK(eager.interval_of(s) == 1s);
+  CHECK(s.times_slowed_down() == 1);
+  CHECK(eager.next_deadline(s, seen) == t0 + 1s);
+  // Without the peer's minimum (or past it) the interval doubles.
+  CHECK(eager.on_control(s, {frame_kind::pong, "too_many_pings"}, t0).what() == action::none);
+  CHECK(eager.interval_of(s) == 2s);
+  CHECK(eager.on_control(s, {frame_kind::pong, "too_many_pings min-ping=x"}, t0).what() == action::none);
+  CHECK(eager.interval_of(s) == 4s);
+  CHECK(s.times_slowed_down() == 3);
+}
+
+TEST_CASE("heartbeat negotiation announces at the first tick and both sides agree on the same values") {
+  using tether::heartbeat;
+  // The announcement verdict a side sends at its first tick.
+  const auto announce = [](const heartbeat& side, heartbeat::state& s) {
+    const tether::activity seen{t0, t0, t0};
+    REQUIRE(side.next_deadline(s, seen) <= t0);
+    const verdict v = side.on_deadline(s, seen, t0);
+    REQUIRE(v.what() == action::send);
+    REQUIRE(v.kind() == frame_kind::pong);
+    side.on_sent(s, v.frame(), {}, t0);
+    return std::string{v.payload()};
+  };
+  const heartbeat server{.interval = 30s, .timeout = 5s, .min_peer_ping_interval = 10s, .negotiate = true};
+  const heartbeat client{.interval = 2s, .timeout = 8s, .min_peer_ping_interval = 1s, .negotiate = true};
+  heartbeat::state on_server;
+  heartbeat::state on_client;
+  const std::string from_server = announce(server, on_server);
+  CHECK(from_server == "heartbeat interval=30000 timeout=5000 min-ping=10000");
+  CHECK(server.next_deadline(on_server, {t0, t0, t0}) == t0 + 30s);  // announced once; then the interval runs
+
+  SECTION("announcements crossing: each side adopts the rule's values") {
+    const std::string from_client = announce(client, on_client);
+    CHECK(client.on_control(on_client, {frame_kind::pong, from_server}, t0).what() == action::none);
+    CHECK(server.on_control(on_server, {frame_kind::pong, from_client}, t0).what() == action::none);
+    // interval: the more eager 2 s, raised to the server's accepted 10 s; timeout: the more patient 8 s.
+    for (auto [side, s] : {std::pair{&server, &on_server}, std::pair{&client, &on_client}}) {
+      CHECK(s->agreed());
+      CHECK(side->interval_of(*s) == 10s);
+      CHECK(side->timeout_of(*s) == 8s);
+    }
+  }
+  SECTION("the client hears the server before its own tick: it announces agreed values, with the same outcome") {
+    CHECK(client.on_control(on_client, {frame_kind::pong, from_server}, t0).what() == action::none);
+    const std::string from_client = announce(client, on_client);
+    CHECK(from_client == "heartbeat interval=10000 timeout=8000 min-ping=1000");
+    CHECK(server.on_control(on_server, {frame_kind::pong, from_client}, t0).what() == action::none);
+    CHECK(server.interval_of(on_server) == client.interval_of(on_client));
+    CHECK(server.timeout_of(on_server) == client.timeout_of(on_client));
+  }
+  SECTION("a side without negotiate announces nothing and keeps its own values") {
+    const heartbeat plain{.interval = 2s, .timeout = 8s};
+    heartbeat::state s;
+    CHECK(plain.next_deadline(s, {t0, t0, t0}) == t0 + 2s);
+    CHECK(plain.on_control(s, {frame_kind::pong, from_server}, t0).what() == action::none);
+    CHECK_FALSE(s.agreed());
+    CHECK(plain.interval_of(s) == 2s);
+  }
+  SECTION("a malformed announcement is ignored, as is a pong of an old peer that echoes a ping") {
+    heartbeat::state s;
+    for (const char* bad : {"heartbeat", "heartbeat interval=0 timeout=5000 min-ping=0",
+                            "heartbeat interval=-5 timeout=5000 min-ping=0", "heartbeat interval=1000 timeout=x min-ping=0"})
+      CHECK(client.on_control(s, {frame_kind::pong, bad}, t0).what() == action::none);
+    CHECK_FALSE(s.agreed());
+    CHECK(client.interval_of(s) == 2s);
   }
 }
 

@@ -19,8 +19,22 @@
 //
 // The peer's pings are answered by the connection itself. Their rate is limited: on average one per
 // `min_peer_ping_interval`, with bursts of up to `max_ping_strikes` pings (a token bucket, so bursts spaced out
-// cannot sustain more than the rate); a ping beyond that closes the connection with ping_flood. Zero
-// min_peer_ping_interval accepts any rate.
+// cannot sustain more than the rate). The first ping beyond that is answered, and the peer is told to slow down:
+// an unsolicited pong "too_many_pings min-ping=MS" (WebSocket allows unsolicited pongs, and peers that do not
+// know it ignore it), and the bucket starts again. A tether peer hearing it stretches its interval to twice its
+// own or to MS, whichever is longer, instead of reconnecting into the same refusal. A peer that overruns the
+// bucket again within max_ping_strikes * min_peer_ping_interval of being told ignored it, and is closed with
+// ping_flood. Zero min_peer_ping_interval accepts any rate.
+//
+// Negotiation (`negotiate`, off by default): at the first tick after the connection opens, this side announces
+// its wishes in an unsolicited pong, "heartbeat interval=MS timeout=MS min-ping=MS". When the peer's
+// announcement arrives, the connection runs with the agreed values, which both sides compute alike from the two
+// announcements:
+//   interval = max(min(interval_A, interval_B), min_ping_A, min_ping_B)   the more eager wish, as fast as both accept
+//   timeout  = max(timeout_A, timeout_B)                                the more patient wish
+// The rule gives the same result whether a side announced its own values or already agreed ones, so the order
+// in which the two announcements cross does not matter. A peer that announces nothing leaves this side on its
+// own values.
 #pragma once
 
 #include <tether/error.hpp>
@@ -31,6 +45,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <string_view>
 
 namespace tether {
@@ -40,6 +55,11 @@ struct heartbeat {
   std::chrono::milliseconds timeout{std::chrono::seconds{5}};
   std::chrono::milliseconds min_peer_ping_interval{std::chrono::seconds{1}};
   int max_ping_strikes = 3;
+  bool negotiate = false;  // announce these values to the peer and adopt the agreed ones (above)
+
+  // The tokens of the unsolicited pongs that carry an announcement or a request to slow down.
+  static constexpr std::string_view announcement_key = "heartbeat";
+  static constexpr std::string_view slow_down_key = "too_many_pings";
 
   using rtt_duration = std::chrono::duration<std::int32_t, std::micro>;
 
@@ -69,6 +89,10 @@ struct heartbeat {
       }
     }
     bool pinging() const noexcept { return !pinging_off_; }
+    // The peer announced its wishes and this connection runs with the agreed values (negotiate on).
+    bool agreed() const noexcept { return agreed_; }
+    // How many times the peer asked this side to ping less often (too_many_pings), each stretching the interval.
+    std::uint32_t times_slowed_down() const noexcept { return times_slowed_down_; }
     // Ping at the next tick instead of waiting out the interval: the path may have died while nobody watched
     // (the machine slept; see connector_options::resume_check). A ping still unanswered keeps its own timeout,
     // and its pong ends the probe; with pinging off it does nothing.
@@ -84,16 +108,21 @@ struct heartbeat {
     }
     liveness_clock::time_point ping_sent_{};       // when the last ping was queued, or refused
     liveness_clock::time_point peer_ping_budget_{};  // the token bucket, as the time its tokens run out
+    liveness_clock::time_point told_to_slow_down_{};  // when this side last sent too_many_pings
     rtt_duration last_rtt_{0};
     rtt_duration min_rtt_{0};
     rtt_duration smoothed_rtt_{0};
     std::uint32_t sequence_ = 0;
+    std::uint32_t times_slowed_down_ = 0;
     std::int32_t interval_ms_ = 0;
     std::int32_t timeout_ms_ = 0;
     bool awaiting_answer_ = false;
     bool ping_refused_ = false;
     bool pinging_off_ = false;
     bool probe_requested_ = false;
+    bool announced_ = false;
+    bool agreed_ = false;
+    bool peer_told_ = false;  // told_to_slow_down_ is set
   };
   static constexpr bool needs_control_frames = true;
 
@@ -120,6 +149,8 @@ struct heartbeat {
   liveness_clock::time_point next_deadline(const state& s, const activity& seen) const noexcept {
     if (s.pinging_off_)
       return liveness_clock::time_point::max();
+    if (negotiate && !s.announced_)
+      return seen.received;  // already past: the first tick
     if ((s.awaiting_answer_ || s.ping_refused_) && seen.received < s.ping_sent_)
       return answer_due(s, seen);
     if (s.probe_requested_)
@@ -130,6 +161,10 @@ struct heartbeat {
   verdict on_deadline(state& s, const activity& seen, liveness_clock::time_point now) const noexcept {
     if (s.pinging_off_)
       return verdict::none();
+    if (negotiate && !s.announced_) {
+      s.announced_ = true;
+      return announcement(s);
+    }
     if (s.awaiting_answer_ || s.ping_refused_) {
       if (seen.received < s.ping_sent_) {
         if (now < answer_due(s, seen))
@@ -166,6 +201,8 @@ struct heartbeat {
     case frame_kind::ping:
       return admit_peer_ping(s, now);
     case frame_kind::pong:
+      if (frame.payload.starts_with(announcement_key) || frame.payload.starts_with(slow_down_key))
+        return hear_peer_wishes(s, frame.payload);
       return match_pong(s, frame.payload, now);
     case frame_kind::data:
     case frame_kind::binary:
@@ -189,9 +226,83 @@ private:
     // the moment it would be full again, so it needs one time point and no refill timer.
     const auto burst = min_peer_ping_interval * std::max(max_ping_strikes, 1);
     const auto refilled_at = std::max(s.peer_ping_budget_, now);
-    if (refilled_at + min_peer_ping_interval - now > burst)
-      return verdict::close(close_reason::ping_flood, "the peer pinged faster than min_peer_ping_interval allows");
-    s.peer_ping_budget_ = refilled_at + min_peer_ping_interval;
+    if (refilled_at + min_peer_ping_interval - now <= burst) {
+      s.peer_ping_budget_ = refilled_at + min_peer_ping_interval;
+      return verdict::none();
+    }
+    if (s.peer_told_ && now - s.told_to_slow_down_ < burst)
+      return verdict::close(close_reason::ping_flood,
+                            "the peer kept pinging faster than min_peer_ping_interval allows after too_many_pings");
+    s.peer_told_ = true;
+    s.told_to_slow_down_ = now;
+    s.peer_ping_budget_ = now + min_peer_ping_interval;
+    std::array<char, 48> text{};
+    const auto end = fill_tokens(text, {{slow_down_key, -1}, {"min-ping=", min_peer_ping_interval.count()}});
+    return verdict::send(frame_kind::pong, {text.data(), static_cast<std::size_t>(end - text.data())});
+  }
+
+  verdict announcement(const state& s) const noexcept {
+    std::array<char, 96> text{};
+    const auto end = fill_tokens(text, {{announcement_key, -1},
+                                        {"interval=", interval_of(s).count()},
+                                        {"timeout=", timeout_of(s).count()},
+                                        {"min-ping=", min_peer_ping_interval.count()}});
+    return verdict::send(frame_kind::pong, {text.data(), static_cast<std::size_t>(end - text.data())});
+  }
+
+  struct token {
+    std::string_view key;
+    std::chrono::milliseconds::rep value;  // negative: the key stands alone
+  };
+  // "key value key value ...", space-separated; the buffer holds the longest the callers write.
+  template <std::size_t N>
+  static char* fill_tokens(std::array<char, N>& text, std::initializer_list<token> tokens) noexcept {
+    char* out = text.data();
+    char* const last = text.data() + text.size();
+    for (const token& t : tokens) {
+      if (out != text.data())
+        *out++ = ' ';
+      out = std::copy(t.key.begin(), t.key.end(), out);
+      if (t.value >= 0)
+        out = std::to_chars(out, last, t.value).ptr;
+    }
+    return out;
+  }
+
+  // The value of "key=MS" among the payload's tokens; -1 when absent or malformed.
+  static std::chrono::milliseconds::rep token_value(std::string_view payload, std::string_view key) noexcept {
+    while (!payload.empty()) {
+      const auto space = payload.find(' ');
+      const std::string_view word = payload.substr(0, space);
+      payload = space == std::string_view::npos ? std::string_view{} : payload.substr(space + 1);
+      if (!word.starts_with(key))
+        continue;
+      std::int32_t value = -1;
+      const auto parsed = std::from_chars(word.data() + key.size(), word.data() + word.size(), value);
+      return parsed.ec == std::errc{} && parsed.ptr == word.data() + word.size() && value >= 0 ? value : -1;
+    }
+    return -1;
+  }
+
+  verdict hear_peer_wishes(state& s, std::string_view payload) const noexcept {
+    using std::chrono::milliseconds;
+    const auto min_ping = token_value(payload, "min-ping=");
+    if (payload.starts_with(slow_down_key)) {
+      // Twice as long, and at least what the peer accepts, so that one request is enough for a tether peer.
+      const auto doubled = std::min<milliseconds::rep>(2 * interval_of(s).count(), INT32_MAX);
+      s.interval_ms_ = state::clamp_ms(milliseconds{std::max<milliseconds::rep>(doubled, min_ping)});
+      ++s.times_slowed_down_;
+      return verdict::none();
+    }
+    const auto interval = token_value(payload, "interval=");
+    const auto timeout = token_value(payload, "timeout=");
+    if (!negotiate || interval <= 0 || timeout <= 0 || min_ping < 0)
+      return verdict::none();
+    const auto agreed_interval =
+        std::max({std::min(interval_of(s).count(), interval), min_peer_ping_interval.count(), min_ping});
+    s.interval_ms_ = state::clamp_ms(milliseconds{agreed_interval});
+    s.timeout_ms_ = state::clamp_ms(milliseconds{std::max(timeout_of(s).count(), timeout)});
+    s.agreed_ = true;
     return verdict::none();
   }
 
