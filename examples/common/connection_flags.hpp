@@ -129,7 +129,6 @@ int with_liveness(const std::tuple<std::optional<Candidates>...>& candidates, Ru
 constexpr std::string_view strategy_name(std::type_identity<tether::tcp_keepalive>) noexcept { return "tcp_keepalive"; }
 constexpr std::string_view strategy_name(std::type_identity<tether::user_timeout>) noexcept { return "user_timeout"; }
 constexpr std::string_view strategy_name(std::type_identity<tether::heartbeat>) noexcept { return "heartbeat"; }
-constexpr std::string_view strategy_name(std::type_identity<tether::idle_reaper>) noexcept { return "idle_reaper"; }
 
 // A strategy's name, or nothing where it is in the pack but off.
 template <class Strategy>
@@ -138,6 +137,10 @@ constexpr std::string_view active_strategy_name(const Strategy&) noexcept {
 }
 constexpr std::string_view active_strategy_name(const tether::max_age& limit) noexcept {
   return limit.age.count() > 0 ? "max_age" : "";
+}
+constexpr std::string_view active_strategy_name(const tether::idle_reaper& reaper) noexcept {
+  return reaper.read_idle.count() > 0 || reaper.write_idle.count() > 0 || reaper.all_idle.count() > 0 ? "idle_reaper"
+                                                                                                       : "";
 }
 
 // The strategies of a liveness pack that are on, for the start-up line: "tcp_keepalive+heartbeat", or "none".

@@ -99,7 +99,7 @@ struct server_options {
   asio::ip::tcp::endpoint listen;
   std::size_t threads = 1;
   examples::connection_flags connection;
-  std::optional<tether::idle_reaper> idle_reaper;
+  tether::idle_reaper idle_reaper{};  // off unless --idle-timeout
   tether::max_age max_age{};  // off unless --max-age
   std::string tls_certificate;
   std::string tls_key;
@@ -335,7 +335,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const auto candidates = std::tuple{options->connection.keepalive, options->connection.user_timeout,
-                                     options->connection.heartbeat, options->idle_reaper};
+                                     options->connection.heartbeat};
   examples::codec_setup setup{.websocket = tether::websocket_codec{.path = ""}};
   if (!options->tls_certificate.empty()) {
     std::error_code ec;
@@ -348,10 +348,11 @@ int main(int argc, char** argv) {
   return examples::with_codec(
       options->connection.codec,
       [&](const auto& codec) {
-        // max_age is in every pack, off unless --max-age: one more optional strategy would double the
-        // instantiations of serve.
+        // The idle reaper and max_age are in every pack, off unless their flags are given: each optional strategy
+        // doubles the instantiations of serve, and with them this file's compile time.
         return examples::with_liveness(
-            candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); }, options->max_age);
+            candidates, [&](const auto& liveness) { return serve(*options, codec, liveness); }, options->idle_reaper,
+            options->max_age);
       },
       setup);
 }
