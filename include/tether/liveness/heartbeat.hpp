@@ -23,8 +23,8 @@
 // an unsolicited pong "too_many_pings min-ping=MS" (WebSocket allows unsolicited pongs, and peers that do not
 // know it ignore it), and the bucket starts again. A tether peer hearing it stretches its interval to twice its
 // own or to MS, whichever is longer, instead of reconnecting into the same refusal. A peer that overruns the
-// bucket again within max_ping_strikes * min_peer_ping_interval of being told ignored it, and is closed with
-// ping_flood. Zero min_peer_ping_interval accepts any rate.
+// bucket again before ever letting it refill ignored it, and is closed with ping_flood. Zero
+// min_peer_ping_interval accepts any rate.
 //
 // Negotiation (`negotiate`, off by default): at the first tick after the connection opens, this side announces
 // its wishes in an unsolicited pong, "heartbeat interval=MS timeout=MS min-ping=MS". When the peer's
@@ -91,8 +91,9 @@ struct heartbeat {
     bool pinging() const noexcept { return !pinging_off_; }
     // The peer announced its wishes and this connection runs with the agreed values (negotiate on).
     bool agreed() const noexcept { return agreed_; }
-    // How many times the peer asked this side to ping less often (too_many_pings), each stretching the interval.
-    std::uint32_t times_slowed_down() const noexcept { return times_slowed_down_; }
+    // How many times (up to 255) the peer asked this side to ping less often (too_many_pings), each stretching
+    // the interval.
+    unsigned times_slowed_down() const noexcept { return times_slowed_down_; }
     // Ping at the next tick instead of waiting out the interval: the path may have died while nobody watched
     // (the machine slept; see connector_options::resume_check). A ping still unanswered keeps its own timeout,
     // and its pong ends the probe; with pinging off it does nothing.
@@ -108,12 +109,10 @@ struct heartbeat {
     }
     liveness_clock::time_point ping_sent_{};       // when the last ping was queued, or refused
     liveness_clock::time_point peer_ping_budget_{};  // the token bucket, as the time its tokens run out
-    liveness_clock::time_point told_to_slow_down_{};  // when this side last sent too_many_pings
     rtt_duration last_rtt_{0};
     rtt_duration min_rtt_{0};
     rtt_duration smoothed_rtt_{0};
     std::uint32_t sequence_ = 0;
-    std::uint32_t times_slowed_down_ = 0;
     std::int32_t interval_ms_ = 0;
     std::int32_t timeout_ms_ = 0;
     bool awaiting_answer_ = false;
@@ -122,7 +121,8 @@ struct heartbeat {
     bool probe_requested_ = false;
     bool announced_ = false;
     bool agreed_ = false;
-    bool peer_told_ = false;  // told_to_slow_down_ is set
+    bool peer_told_ = false;  // sent too_many_pings, and the bucket has not refilled since
+    std::uint8_t times_slowed_down_ = 0;
   };
   static constexpr bool needs_control_frames = true;
 
@@ -225,16 +225,17 @@ private:
     // The bucket holds max_ping_strikes pings and refills one per min_peer_ping_interval; its level is kept as
     // the moment it would be full again, so it needs one time point and no refill timer.
     const auto burst = min_peer_ping_interval * std::max(max_ping_strikes, 1);
+    if (s.peer_ping_budget_ <= now)
+      s.peer_told_ = false;  // the peer let the bucket refill: it slowed down
     const auto refilled_at = std::max(s.peer_ping_budget_, now);
     if (refilled_at + min_peer_ping_interval - now <= burst) {
       s.peer_ping_budget_ = refilled_at + min_peer_ping_interval;
       return verdict::none();
     }
-    if (s.peer_told_ && now - s.told_to_slow_down_ < burst)
+    if (s.peer_told_)
       return verdict::close(close_reason::ping_flood,
                             "the peer kept pinging faster than min_peer_ping_interval allows after too_many_pings");
     s.peer_told_ = true;
-    s.told_to_slow_down_ = now;
     s.peer_ping_budget_ = now + min_peer_ping_interval;
     std::array<char, 48> text{};
     const auto end = fill_tokens(text, {{slow_down_key, -1}, {"min-ping=", min_peer_ping_interval.count()}});
@@ -291,7 +292,8 @@ private:
       // Twice as long, and at least what the peer accepts, so that one request is enough for a tether peer.
       const auto doubled = std::min<milliseconds::rep>(2 * interval_of(s).count(), INT32_MAX);
       s.interval_ms_ = state::clamp_ms(milliseconds{std::max<milliseconds::rep>(doubled, min_ping)});
-      ++s.times_slowed_down_;
+      if (s.times_slowed_down_ < UINT8_MAX)
+        ++s.times_slowed_down_;
       return verdict::none();
     }
     const auto interval = token_value(payload, "interval=");
