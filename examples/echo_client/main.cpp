@@ -74,7 +74,8 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
 
 Prints one line per event: config_check (severity, finding, message: what tether::check finds in the strategies,
 before connecting), connected (with the effective socket options read back from the kernel), echo (rtt_us from
-send to echo), heartbeat (rtt_us), goaway, resumed (slept_ms: the machine was suspended for longer than the
+send to echo), heartbeat (rtt_us), heartbeat_interval (interval_ms, why: the server asked for fewer pings;
+printed at the first heartbeat after the change), goaway, resumed (slept_ms: the machine was suspended for longer than the
 heartbeat interval, or 1s without --heartbeat; the connection then pinged at once with --heartbeat, and a
 pending reconnect went ahead), connect_failed, closed (reason, detail, after_ms since the last byte received; close_code, the WebSocket
 status code the server sent), failed (why a connection could not finish) and finished.
@@ -204,12 +205,15 @@ public:
                     .resume_check = std::chrono::seconds{1}},
                    codec, liveness, {.graceful_close_timeout = closing_bound}),
         pause_timer_(io), on_ended_(std::move(on_ended)) {
+    if constexpr (Liveness::template has<tether::heartbeat>)
+      heartbeat_ = liveness.template get<tether::heartbeat>();
     connector_.on_connect([this](connection_type& conn) { connected(conn); });
     connector_.on_connect_error(
         [this](const std::error_code& ec, std::chrono::milliseconds next_retry) { connect_failed(ec, next_retry); });
     connector_.on_message([this](connection_type& conn, std::string_view echo) { received(conn, echo); });
-    connector_.on_heartbeat([this](connection_type&, std::chrono::microseconds rtt) {
+    connector_.on_heartbeat([this](connection_type& conn, std::chrono::microseconds rtt) {
       events_.print("heartbeat", {{"connection", id_}, {"rtt_us", rtt.count()}});
+      report_interval_change(conn);
     });
     connector_.on_goaway([this](connection_type& conn, std::string_view payload) { going_away(conn, payload); });
     connector_.on_resume([this](std::chrono::milliseconds slept) {
@@ -239,6 +243,8 @@ private:
   void connected(connection_type& conn) {
     connected_ = true;
     leaving_ = false;
+    reported_interval_ = heartbeat_.interval;
+    reported_slowdowns_ = 0;
     std::error_code unknown;
     std::vector<examples::field> fields{{"connection", id_},
                                         {"local", examples::endpoint_text(conn.socket().local_endpoint(unknown))},
@@ -248,6 +254,26 @@ private:
     events_.print("connected", fields);
     if (!pausing_)
       send_next(conn);
+  }
+
+  // The interval changes when the server asks for fewer pings or its announcement is agreed with; the connection
+  // has no hook for that, so the change is seen, and reported, at the first heartbeat round trip after it.
+  void report_interval_change(const connection_type& conn) {
+    if constexpr (Liveness::template has<tether::heartbeat>) {
+      const auto& beat = conn.template liveness_state<tether::heartbeat>();
+      const auto interval = heartbeat_.interval_of(beat);
+      if (interval == reported_interval_)
+        return;
+      const bool slowed_down = beat.times_slowed_down() != reported_slowdowns_;
+      reported_interval_ = interval;
+      reported_slowdowns_ = beat.times_slowed_down();
+      events_.print("heartbeat_interval",
+                    {{"connection", id_},
+                     {"interval_ms", interval.count()},
+                     {"why", slowed_down  ? "the server asked for fewer pings (too_many_pings)"
+                             : beat.agreed() ? "agreed with the server's heartbeat announcement"
+                                             : "set for this connection"}});
+    }
   }
 
   void connect_failed(const std::error_code& ec, std::chrono::milliseconds next_retry) {
@@ -364,6 +390,9 @@ private:
   asio::steady_timer pause_timer_;
   std::function<void()> on_ended_;
   std::chrono::steady_clock::time_point sent_at_{};
+  tether::heartbeat heartbeat_{};  // the strategy's values, to tell this connection's interval from them
+  std::chrono::milliseconds reported_interval_{};
+  unsigned reported_slowdowns_ = 0;
   std::size_t echoed_ = 0;
   std::string failure_;
   phase phase_ = phase::running;

@@ -36,7 +36,7 @@ namespace {
 constexpr std::string_view usage = R"(usage: echo_server --listen ADDR:PORT [--threads N] [--reuse-port] [--codec line|length|websocket]
                    [--tls-cert FILE --tls-key FILE] [--proxy-protocol CIDR[,CIDR...]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
-                   [--middlebox-timeout DUR] [--idle-timeout DUR] [--max-age DUR[,GRACE]] [--max-connections N] [--max-per-address N]
+                   [--min-peer-ping DUR] [--middlebox-timeout DUR] [--idle-timeout DUR] [--max-age DUR[,GRACE]] [--max-connections N] [--max-per-address N]
                    [--buffer-budget BYTES] [--handover PATH] [--json]
 
 Sends every message back on the connection it came from. DUR is a whole number with ms, s, min or h (500ms, 3s,
@@ -65,6 +65,10 @@ Sends every message back on the connection it came from. DUR is a whole number w
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
   --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
                                    TIMEOUT of the ping
+  --min-peer-ping DUR              with --heartbeat: the shortest average interval between a client's pings
+                                   (bursts of 3 allowed). A faster client is first told so (an unsolicited pong
+                                   "too_many_pings min-ping=MS"; an echo_client then pings less often), and
+                                   closed with ping_flood only if it keeps on; default 1s, 0ms accepts any rate
   --middlebox-timeout DUR          the shortest idle timeout of a NAT, firewall or balancer in front: the
                                    configuration check reports at start whether the strategies keep it open
   --idle-timeout DUR               close connections that carried no message in either direction for DUR
@@ -99,6 +103,7 @@ struct server_options {
   asio::ip::tcp::endpoint listen;
   std::size_t threads = 1;
   examples::connection_flags connection;
+  std::optional<std::chrono::milliseconds> min_peer_ping;
   tether::idle_reaper idle_reaper{};  // off unless --idle-timeout
   tether::max_age max_age{};  // off unless --max-age
   std::string tls_certificate;
@@ -147,6 +152,10 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
       return false;
     options.idle_reaper = tether::idle_reaper{.all_idle = *idle};
     return true;
+  });
+  flags.value("--min-peer-ping", "DUR (e.g. 1s; 0ms accepts any rate)", [&](std::string_view v) {
+    options.min_peer_ping = examples::parse_duration(v);
+    return options.min_peer_ping.has_value();
   });
   flags.value("--tls-cert", "FILE (a PEM certificate chain)", [&](std::string_view v) {
     options.tls_certificate = v;
@@ -201,6 +210,13 @@ std::optional<server_options> parse_command_line(int argc, char** argv) {
     return std::nullopt;
   if (!listen_given)
     throw examples::usage_error{"--listen is required: --listen ADDR:PORT"};
+  if (options.min_peer_ping) {
+    // The limit is the heartbeat strategy's: without it in the pack, pings are answered at any rate.
+    if (!options.connection.heartbeat)
+      throw examples::usage_error{"--min-peer-ping needs --heartbeat INTERVAL,TIMEOUT, whose strategy limits the "
+                                  "peers' pings"};
+    options.connection.heartbeat->min_peer_ping_interval = *options.min_peer_ping;
+  }
   if (options.tls_certificate.empty() != options.tls_key.empty())
     throw examples::usage_error{"--tls-cert and --tls-key come together: --tls-cert FILE --tls-key FILE"};
   return options;

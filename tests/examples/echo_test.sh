@@ -110,6 +110,8 @@ usage)
   expect_usage_error "$s" --keepalive --listen 127.0.0.1:0 --keepalive 10h,10s,3
   expect_usage_error "$s" --user-timeout --listen 127.0.0.1:0 --user-timeout 5sec
   expect_usage_error "$s" --heartbeat --listen 127.0.0.1:0 --heartbeat 0s,1s
+  expect_usage_error "$s" --min-peer-ping --listen 127.0.0.1:0 --min-peer-ping 1s
+  expect_usage_error "$s" --min-peer-ping --listen 127.0.0.1:0 --heartbeat 15s,5s --min-peer-ping 1.5s
   expect_usage_error "$s" --idle-timeout --listen 127.0.0.1:0 --idle-timeout 1.5s
   expect_usage_error "$s" --max-per-address --listen 127.0.0.1:0 --max-per-address -1
   expect_usage_error "$s" --buffer-budget --listen 127.0.0.1:0 --buffer-budget 64MB
@@ -318,6 +320,26 @@ sys.exit(not beats or not all(isinstance(e["rtt_us"], int) and e["rtt_us"] > 0 f
 EOF
   stop_server
   [ "$(count "$work/server.out" closed reason peer_closed)" -eq 1 ] || fail "heartbeats should keep the connection up"
+  ;;
+
+min-peer-ping)
+  # A client pinging every 200ms is told after its burst of 3 that the server takes one ping a second, and
+  # keeps the connection by pinging once a second from then on: about 6 pings in the 4s idle instead of 20.
+  start_server --heartbeat 15s,5s --min-peer-ping 1s
+  run_client client --heartbeat 200ms,1s --messages 2 --pause 4s
+  [ "$client_status" -eq 0 ] || fail "the client exited $client_status, expected 0"
+  [ "$(count "$work/client.out" connected)" -eq 1 ] || fail "the connection should have lasted"
+  python3 - "$work/client.out" <<'EOF' || fail "expected one heartbeat_interval of at least 1000ms for too_many_pings and 4 to 10 heartbeats"
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1])]
+changes = [e for e in events if e["event"] == "heartbeat_interval"]
+beats = [e for e in events if e["event"] == "heartbeat"]
+sys.exit(len(changes) != 1 or changes[0]["interval_ms"] < 1000 or "too_many_pings" not in changes[0]["why"] or
+         not 4 <= len(beats) <= 10)
+EOF
+  stop_server
+  [ "$(count "$work/server.out" closed reason peer_closed)" -eq 1 ] || fail "the slowed-down client should close itself"
+  [ "$(count "$work/server.out" closed reason ping_flood)" -eq 0 ] || fail "a client that slowed down is no flood"
   ;;
 
 websocket)
