@@ -30,6 +30,7 @@ enum class close_reason : std::uint8_t {
   peer_silent,        // the peer stayed silent past the interval it declared (peer-paced liveness)
   over_budget,        // closed to keep the buffers of many connections within their buffer_budget
   max_age,            // the connection reached its maximum age: it was asked to leave, or reset after the grace
+  send_stalled,       // bytes stayed in flight with no acknowledgement past ack_progress's stall timeout
   io_error,           // any other socket error (see the connection's close_error())
 };
 
@@ -41,7 +42,7 @@ inline constexpr std::array<std::string_view, close_reason_count> close_reason_n
     "peer_closed",  "peer_reset",     "keepalive_timeout", "user_timeout", "heartbeat_timeout",
     "idle_timeout", "protocol_error", "ping_flood",        "backpressure", "limit_exceeded",
     "local_close",  "shutdown",       "handshake_failed",  "peer_silent",  "over_budget",
-    "max_age",      "io_error"};
+    "max_age",      "send_stalled",   "io_error"};
 static_assert(close_reason_names.back() == "io_error", "a close_reason without a name");
 } // namespace detail
 

@@ -388,6 +388,7 @@ private:
 
   static void on_liveness_deadline(wheel_node& node) noexcept;
   void check_liveness() noexcept;
+  void note_acknowledged_progress() noexcept;
   void schedule_liveness_check();
   bool peer_bytes_waiting() noexcept;
   void note_received(bool data) noexcept;

@@ -64,6 +64,8 @@ enum class error {
   descriptor_reserve_not_supported,
   busy_window_negative,
   resume_check_negative,
+  ack_progress_stall_timeout_negative,
+  ack_progress_not_supported,
 };
 
 namespace detail {
@@ -141,6 +143,10 @@ public:
       return "connection_options.busy_window must be at least 0ms";
     case error::resume_check_negative:
       return "connector_options.resume_check must be at least 0ms";
+    case error::ack_progress_stall_timeout_negative:
+      return "ack_progress.stall_timeout must be at least 0ms (0 is off)";
+    case error::ack_progress_not_supported:
+      return std::string{"ack_progress reads the kernel's send counters, which tether does not read on "} + p::name;
     case error::heartbeat_interval_not_positive:
       return "heartbeat.interval must be at least 1ms";
     case error::heartbeat_timeout_not_positive:
@@ -191,6 +197,7 @@ public:
     case error::tcp_info_truncated:
     case error::handover_not_supported:
     case error::descriptor_reserve_not_supported:
+    case error::ack_progress_not_supported:
       return std::errc::not_supported;
     case error::handover_malformed:
       return std::errc::protocol_error;

@@ -16,6 +16,7 @@
 #include <tether/format.hpp>
 #include <tether/handover.hpp>
 #include <tether/ip_network.hpp>
+#include <tether/liveness/ack_progress.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/max_age.hpp>

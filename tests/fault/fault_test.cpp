@@ -10,6 +10,7 @@
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/format.hpp>
+#include <tether/liveness/ack_progress.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/liveness/tcp_keepalive.hpp>
@@ -61,12 +62,13 @@ void report(std::string_view scenario, std::chrono::milliseconds bound, std::chr
 }
 
 // A client in the client namespace talking through the firewall to an echo server in the server namespace.
-template <class ClientLiveness>
+template <class ClientLiveness, class ServerLiveness = tether::liveness<>>
 struct client_and_server {
   using client_connection = tether::connection<tether::line_codec, ClientLiveness>;
-  using server_connection = tether::connection<tether::line_codec>;
+  using server_connection = tether::connection<tether::line_codec, ServerLiveness>;
 
-  client_and_server(tether::fault::network& net, ClientLiveness liveness) : acceptor(io) {
+  client_and_server(tether::fault::network& net, ClientLiveness liveness, ServerLiveness server_liveness = {})
+      : acceptor(io) {
     {
       netns_scope inside{net.server};
       acceptor.open(asio::ip::tcp::v4());
@@ -80,7 +82,9 @@ struct client_and_server {
     }
     socket.connect(net.server_endpoint(acceptor.local_endpoint().port()));
 
+    server_settings.liveness = server_liveness;
     server_settings.on_message = [](server_connection& c, std::string_view line) { c.send(line); };
+    server_settings.on_close = [this](server_connection&, close_reason why) { server_closed = why; };
     client_settings.liveness = liveness;
     client_settings.on_message = [this](client_connection&, std::string_view line) { echoes.emplace_back(line); };
     client_settings.on_close = [this](client_connection&, close_reason why) {
@@ -110,12 +114,13 @@ struct client_and_server {
   asio::io_context io;
   tether::timer_wheel wheel{io, {.tick = tick}};
   asio::ip::tcp::acceptor acceptor;
-  tether::connection_context<tether::line_codec> server_settings;
+  tether::connection_context<tether::line_codec, ServerLiveness> server_settings;
   tether::connection_context<tether::line_codec, ClientLiveness> client_settings;
   std::shared_ptr<server_connection> server;
   std::shared_ptr<client_connection> client;
   std::vector<std::string> echoes;
   std::optional<close_reason> closed;
+  std::optional<close_reason> server_closed;
   clock_type::time_point closed_at;
 };
 
@@ -250,6 +255,59 @@ TEST_CASE("fault: data stuck unacknowledged defeats keepalive but not user_timeo
     CHECK(*pair.closed == close_reason::user_timeout);
     CHECK(detected >= bound.timeout - 100ms);
     CHECK(detected <= bound.timeout + scaled(700ms));
+  }
+}
+
+TEST_CASE("fault: a transfer slower than the heartbeat timeout stays up with ack_progress; a stalled one is closed") {
+  if (!fault_tests_can_run())
+    return;
+  tether::fault::network net;
+
+  // The server's heartbeat pings after 1s without the client's bytes; its ping waits behind the megabyte.
+  const tether::heartbeat beat{.interval = 1s, .timeout = 1s};
+  const std::string line(999, 'x');
+  constexpr std::size_t lines = 1000;  // 1 MB with the newlines: about 8.4 s at 1 Mbit/s
+  const auto transfer = [&](auto& pair) {
+    REQUIRE(pair.echoed("hello"));
+    for (std::size_t i = 0; i < lines; ++i)
+      REQUIRE_FALSE(pair.server->send(line));
+    run_until(pair.io, [&] { return pair.echoes.size() == lines + 1 || pair.server_closed.has_value(); },
+              scaled(30'000ms));
+    return static_cast<std::size_t>(std::count(pair.echoes.begin() + 1, pair.echoes.end(), line));
+  };
+  SECTION("1 MB at 1 Mbit/s behind a 1s,1s heartbeat without ack_progress: a false heartbeat_timeout") {
+    net.limit_rate_towards_clients("1mbit");
+    client_and_server pair{net, tether::liveness<>{}, tether::liveness{beat}};
+    const auto whole_lines = transfer(pair);
+    REQUIRE(pair.server_closed.has_value());
+    CHECK(*pair.server_closed == close_reason::heartbeat_timeout);
+    CHECK(whole_lines < lines);
+  }
+  SECTION("the same with ack_progress: delivered whole, no close") {
+    net.limit_rate_towards_clients("1mbit");
+    client_and_server pair{net, tether::liveness<>{}, tether::liveness{beat, tether::ack_progress{}}};
+    const auto started = clock_type::now();
+    const auto whole_lines = transfer(pair);
+    fmt::print("PROGRESS | 1 MB at 1 Mbit/s behind heartbeat 1s,1s with ack_progress | {} ms | {} of {} lines\n",
+               std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count(),
+               whole_lines, lines);
+    CHECK_FALSE(pair.server_closed);
+    CHECK(whole_lines == lines);
+    CHECK(pair.server->is_open());
+  }
+  SECTION("a blackhole with bytes in flight closes as send_stalled within 1.25 x stall_timeout") {
+    const tether::ack_progress stall{.stall_timeout = 2s};
+    client_and_server pair{net, tether::liveness{stall}};
+    REQUIRE(pair.echoed("hello"));
+    run_for(pair.io, 1s);  // the counters are read after the echo: nothing is in flight any more
+    net.blackhole(true);
+    const auto start = clock_type::now();
+    REQUIRE_FALSE(pair.client->send("stuck in flight"));
+    const auto detected = pair.detection_since(start);
+    report("blackhole with data in flight, ack_progress stall_timeout 2s", stall.stall_timeout, detected);
+    CHECK(*pair.closed == close_reason::send_stalled);
+    CHECK(detected >= stall.stall_timeout);
+    CHECK(detected <= stall.stall_timeout * 5 / 4 + scaled(700ms));
   }
 }
 

@@ -3,6 +3,7 @@
 #include <tether/codec/line_codec.hpp>
 #include <tether/codec/raw_codec.hpp>
 #include <tether/connection.hpp>
+#include <tether/liveness/ack_progress.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/idle_reaper.hpp>
 #include <tether/liveness/liveness.hpp>
@@ -302,6 +303,61 @@ TEST_CASE("idle reaper watches each direction and names it") {
   CHECK(both.next_deadline(s, seen) == t0 + 5s);
   CHECK(std::string_view{both.on_deadline(s, seen, t0 + 5s).detail()} == "idle in both directions");
   CHECK(tether::idle_reaper{}.next_deadline(s, seen) == time_point::max());
+}
+
+TEST_CASE("ack_progress: acknowledged bytes of a transfer in flight prove life, the acknowledgement of a ping alone "
+          "does not, and unacknowledged bytes stall after stall_timeout") {
+  using tether::send_progress;
+  const tether::ack_progress progress{.stall_timeout = 4s};
+  tether::ack_progress::state s;
+  tether::activity seen{t0, t0, t0};
+  CHECK(progress.validate() == std::error_code{});
+  CHECK(tether::ack_progress{.stall_timeout = -1ms}.validate() == tether::error::ack_progress_stall_timeout_negative);
+  // Data was sent: the first reading comes a quarter of the stall timeout later.
+  CHECK(progress.next_deadline(s, seen) == t0 + 1s);
+  // A transfer in flight whose acknowledged count grew: proof of life at the last acknowledgement.
+  CHECK(progress.on_progress(s, send_progress{.bytes_acked = 1000, .in_flight = true, .last_ack = t0 + 800ms},
+                             t0 + 1s) == t0 + 800ms);
+  CHECK(progress.next_deadline(s, seen) == t0 + 4800ms);
+  // No further acknowledgement: stalled four seconds after the last one.
+  CHECK(progress.on_progress(s, send_progress{.bytes_acked = 1000, .in_flight = true, .last_ack = t0 + 800ms},
+                             t0 + 4s) == time_point{});
+  CHECK(progress.on_deadline(s, seen, t0 + 4799ms).what() == action::none);
+  const auto stalled = progress.on_deadline(s, seen, t0 + 4800ms);
+  CHECK(stalled.what() == action::close);
+  CHECK(stalled.reason() == tether::close_reason::send_stalled);
+
+  SECTION("an idle peer acknowledging our ping proves nothing: nothing is left in flight after it") {
+    tether::ack_progress::state idle;
+    CHECK(progress.on_progress(idle, send_progress{.bytes_acked = 10, .in_flight = false, .last_ack = t0 + 5ms},
+                               t0 + 1s) == time_point{});
+    CHECK_FALSE(idle.in_flight());
+    CHECK(progress.on_deadline(idle, seen, t0 + 1h).what() == action::none);
+    // Nothing sent since that reading: no deadline of its own until data goes out again.
+    CHECK(progress.next_deadline(idle, seen) == time_point::max());
+  }
+  SECTION("bytes first seen waiting without any acknowledgement stall from that reading") {
+    tether::ack_progress::state fresh;
+    CHECK(progress.on_progress(fresh, send_progress{.bytes_acked = 0, .in_flight = true, .last_ack = t0},
+                               t0 + 1s) == time_point{});
+    CHECK(progress.next_deadline(fresh, seen) == t0 + 5s);
+  }
+  SECTION("without a stall timeout it files no deadline and never closes") {
+    const tether::ack_progress proof_only{};
+    tether::ack_progress::state quiet;
+    CHECK(proof_only.next_deadline(quiet, seen) == time_point::max());
+    CHECK(proof_only.on_progress(quiet, send_progress{.bytes_acked = 5, .in_flight = true, .last_ack = t0}, t0 + 1s) ==
+          t0);
+    CHECK(proof_only.on_deadline(quiet, seen, t0 + 1h).what() == action::none);
+  }
+  SECTION("in a policy, the latest proof of any strategy is the answer, and only such policies read counters") {
+    const auto policy = tether::liveness{tether::heartbeat{.interval = 10s, .timeout = 3s}, progress};
+    decltype(policy)::state states;
+    STATIC_REQUIRE(decltype(policy)::watches_progress);
+    STATIC_REQUIRE_FALSE(tether::liveness<tether::heartbeat, tether::idle_reaper>::watches_progress);
+    CHECK(policy.on_progress(states, send_progress{.bytes_acked = 7, .in_flight = true, .last_ack = t0 + 2s},
+                             t0 + 3s) == t0 + 2s);
+  }
 }
 
 TEST_CASE("a composition folds deadlines and verdicts: earliest deadline, a close beats a ping") {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <tether/connection.hpp>
+#include <tether/detail/kernel_send_progress.hpp>
 #include <tether/detail/proxy_header.hpp>
 #include <tether/detail/read_scratch.hpp>
 
@@ -864,11 +865,27 @@ void connection<Codec, Liveness, UserData>::check_liveness() noexcept {
         give_back_read_buffer();
       }
     }
+    if constexpr (Liveness::watches_progress)
+      note_acknowledged_progress();
     context_->liveness.on_deadline(liveness_state_, activity_, wheel_->now(),
                                    [this](const verdict& v) { return carry_out(v, true); });
     if (phase_ == phase::open)
       schedule_liveness_check();
   }
+}
+
+// The peer acknowledging more of a transfer still in flight is alive and reading, though its answers may wait
+// behind our bytes: that moment counts as received and sent.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connection<Codec, Liveness, UserData>::note_acknowledged_progress() noexcept {
+  const auto seen = detail::read_kernel_send_progress(socket_.native_handle(), queued_bytes() > 0);
+  if (!seen)
+    return;
+  const auto proof = context_->liveness.on_progress(liveness_state_, *seen, wheel_->now());
+  if (proof == liveness_clock::time_point{})
+    return;
+  activity_.received = std::max(activity_.received, proof);
+  activity_.data_sent = std::max(activity_.data_sent, proof);
 }
 
 template <class Codec, liveness_policy Liveness, class UserData>

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 #if defined(TETHER_PLATFORM_WINDOWS)
 #include <tether/detail/keepalive_windows.hpp>
@@ -251,16 +252,38 @@ inline std::error_code get_socket_option(native_socket socket, sockopt::receive_
   return get_int_option(socket, SOL_SOCKET, SO_RCVBUF, value.bytes);
 }
 
+#if defined(TETHER_PLATFORM_LINUX)
+// glibc's struct tcp_info stops before the send counters Linux 4.1 and 4.6 appended; the kernel's layout only
+// ever grows, so they follow glibc's fields exactly where the kernel puts them.
+struct linux_tcp_info {
+  ::tcp_info classic;
+  std::uint64_t pacing_rate;
+  std::uint64_t max_pacing_rate;
+  std::uint64_t bytes_acked;
+  std::uint64_t bytes_received;
+  std::uint32_t segs_out;
+  std::uint32_t segs_in;
+  std::uint32_t notsent_bytes;
+};
+#endif
+
 inline std::error_code get_socket_option(native_socket socket, sockopt::tcp_info& value) noexcept {
 #if defined(TETHER_PLATFORM_LINUX)
-  ::tcp_info native{};
+  linux_tcp_info extended{};
   option_length length = 0;
-  if (auto ec = get_raw_option(socket, IPPROTO_TCP, TCP_INFO, native, length))
+  if (auto ec = get_raw_option(socket, IPPROTO_TCP, TCP_INFO, extended, length))
     return ec;
   // The struct grows across kernel versions and the kernel copies only what it has.
+  const auto& native = extended.classic;
   constexpr std::size_t needed = offsetof(::tcp_info, tcpi_rttvar) + sizeof native.tcpi_rttvar;
   if (static_cast<std::size_t>(length) < needed)
     return error::tcp_info_truncated;
+  value.progress_counted = static_cast<std::size_t>(length) >=
+                           offsetof(linux_tcp_info, notsent_bytes) + sizeof extended.notsent_bytes;
+  if (value.progress_counted) {
+    value.bytes_acked = extended.bytes_acked;
+    value.notsent_bytes = extended.notsent_bytes;
+  }
   value.state = static_cast<sockopt::tcp_state>(native.tcpi_state);
   value.rtt = std::chrono::microseconds{native.tcpi_rtt};
   value.rttvar = std::chrono::microseconds{native.tcpi_rttvar};

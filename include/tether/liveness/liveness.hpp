@@ -49,6 +49,7 @@ public:
   static constexpr bool timed = timed_count > 0;
   static constexpr bool watches_control = (control_watching_strategy<Strategies> || ... || false);
   static constexpr bool opens = (opening_strategy<Strategies> || ... || false);
+  static constexpr bool watches_progress = (progress_watching_strategy<Strategies> || ... || false);
 
   constexpr liveness() = default;
   constexpr explicit liveness(Strategies... strategies)
@@ -104,6 +105,18 @@ public:
         earliest = std::min(earliest, strategy.next_deadline(s, seen));
     }, states);
     return earliest;
+  }
+
+  // The kernel's send counters, before a deadline check: the latest moment any strategy counts as proof of life,
+  // or time_point{} for none.
+  liveness_clock::time_point on_progress(state& states, const send_progress& seen,
+                                         liveness_clock::time_point now) const noexcept {
+    liveness_clock::time_point latest{};
+    each([&](const auto& strategy, auto& s) {
+      if constexpr (progress_watching_strategy<std::remove_cvref_t<decltype(strategy)>>)
+        latest = std::max(latest, strategy.on_progress(s, seen, now));
+    }, states);
+    return latest;
   }
 
   // Asks every timed strategy, then acts: when any answers close, the first close is the only verdict carried

@@ -15,11 +15,12 @@
 // | on_deadline           | verdict on_deadline(state&, const activity&, liveness_clock::time_point now) const noexcept | at the first wheel tick at or after the earliest deadline of any strategy of the connection | check its own deadline; answer none, send, goaway or close |
 // | on_control            | verdict on_control(state&, const control_frame&, liveness_clock::time_point now) const noexcept | when a ping, pong or goaway arrives, before the automatic pong | none, send, close, or report a round trip |
 // | on_sent               | void on_sent(state&, const control_frame&, std::error_code, liveness_clock::time_point now) const noexcept | right after this strategy's send verdict was queued (empty error) or refused | commit what the send means (a ping is only outstanding once queued) |
+// | on_progress           | liveness_clock::time_point on_progress(state&, const send_progress&, liveness_clock::time_point now) const noexcept | before each deadline check, with the kernel's send counters (where the platform has them) | answer when the peer last acknowledged bytes of a transfer still in flight, or time_point{} for none: the connection then counts that moment as received and sent |
 // | kernel_timeout_reason | static constexpr close_reason                                        | the kernel ended the connection with ETIMEDOUT               | name the close reason (needs apply)      |
 // | validate              | std::error_code validate() const noexcept                            | by listener::start and connector::start, before any connection | refuse numbers that cannot work, naming the field |
 //
 // A strategy models at least one hook. next_deadline and on_deadline come as a pair, on_sent needs a hook that
-// can answer with a send, kernel_timeout_reason needs apply. A member with one of these names but another
+// can answer with a send, kernel_timeout_reason needs apply, on_progress needs next_deadline/on_deadline. A member with one of these names but another
 // declaration (a non-const on_deadline, a missing noexcept, a template) is a compile error naming the member,
 // never a hook that silently does not run; so is an on_deadline whose next_deadline is misspelled.
 //
@@ -52,6 +53,13 @@ struct activity {
   liveness_clock::time_point received{};       // any byte, data or control: proof the peer is alive
   liveness_clock::time_point data_received{};  // application data only: what the idle reaper watches
   liveness_clock::time_point data_sent{};
+};
+
+// What the kernel says about the bytes this side sent, read before a deadline check (Linux TCP_INFO).
+struct send_progress {
+  std::uint64_t bytes_acked = 0;       // the peer acknowledged this many bytes since the connection opened
+  bool in_flight = false;              // bytes still wait: unacknowledged, unsent in the kernel, or queued by us
+  liveness_clock::time_point last_ack{};  // when the last acknowledgement (of anything) arrived
 };
 
 // A control frame that arrived, or one a strategy asked to send.
@@ -159,6 +167,7 @@ TETHER_DETAIL_MEMBER_PROBE(next_deadline)
 TETHER_DETAIL_MEMBER_PROBE(on_deadline)
 TETHER_DETAIL_MEMBER_PROBE(on_control)
 TETHER_DETAIL_MEMBER_PROBE(on_sent)
+TETHER_DETAIL_MEMBER_PROBE(on_progress)
 TETHER_DETAIL_MEMBER_PROBE(kernel_timeout_reason)
 TETHER_DETAIL_MEMBER_PROBE(needs_control_frames)
 TETHER_DETAIL_MEMBER_PROBE(state)
@@ -180,6 +189,9 @@ using on_control_hook = verdict (S::*)(typename S::state&, const control_frame&,
 template <class S>
 using on_sent_hook =
     void (S::*)(typename S::state&, const control_frame&, std::error_code, liveness_clock::time_point) const noexcept;
+template <class S>
+using on_progress_hook = liveness_clock::time_point (S::*)(typename S::state&, const send_progress&,
+                                                          liveness_clock::time_point) const noexcept;
 
 // Each hook as declared exactly; a near miss (no const, no noexcept, other parameters) is not the hook.
 template <class S>
@@ -198,6 +210,9 @@ template <class S>
 concept exact_on_control = requires { &S::on_control; } && std::is_same_v<decltype(&S::on_control), on_control_hook<S>>;
 template <class S>
 concept exact_on_sent = requires { &S::on_sent; } && std::is_same_v<decltype(&S::on_sent), on_sent_hook<S>>;
+template <class S>
+concept exact_on_progress =
+    requires { &S::on_progress; } && std::is_same_v<decltype(&S::on_progress), on_progress_hook<S>>;
 
 } // namespace detail
 
@@ -214,6 +229,8 @@ template <class S>
 concept send_observing_strategy = detail::exact_on_sent<S>;
 template <class S>
 concept validating_strategy = detail::exact_validate<S>;
+template <class S>
+concept progress_watching_strategy = timed_strategy<S> && detail::exact_on_progress<S>;
 template <class S>
 concept kernel_timeout_strategy = socket_option_strategy<S> && requires {
   { S::kernel_timeout_reason } -> std::convertible_to<close_reason>;
@@ -258,6 +275,13 @@ consteval bool check_strategy() {
     static_assert(!names_on_sent<S>() || names_on_deadline<S>() || names_on_control<S>(),
                   "tether strategy: `on_sent` reports the outcome of a send, but neither `on_deadline` nor "
                   "`on_control` can ask for one");
+    static_assert(!names_on_progress<S>() || exact_on_progress<S>,
+                  "tether strategy: `on_progress` must be declared `tether::liveness_clock::time_point "
+                  "on_progress(state&, const tether::send_progress&, tether::liveness_clock::time_point now) const "
+                  "noexcept`");
+    static_assert(!names_on_progress<S>() || names_on_deadline<S>(),
+                  "tether strategy: `on_progress` is called before a deadline check, so it needs "
+                  "`next_deadline`/`on_deadline`");
     static_assert(!names_kernel_timeout_reason<S>() || kernel_timeout_strategy<S>,
                   "tether strategy: `kernel_timeout_reason` needs `apply` (the kernel mechanism it names) and must "
                   "be a static constexpr tether::close_reason");
