@@ -274,7 +274,8 @@ TEST_CASE("reuse_port lets two listeners share a port and both accept") {
   CHECK(accepted_second > 0);
 }
 
-TEST_CASE("TCP_INFO reports the established state, an RTT after traffic and a growing idle time") {
+TEST_CASE("TCP_INFO reports the established state, an RTT after traffic, the bytes acknowledged and a growing idle "
+          "time") {
   asio::io_context io;
   auto listener = make_listener(io);
   auto pair = connect_pair(io, listener);
@@ -291,6 +292,10 @@ TEST_CASE("TCP_INFO reports the established state, an RTT after traffic and a gr
   CHECK(first.state == sockopt::tcp_state::established);
   CHECK(first.rtt > 0us);
   CHECK(first.unacked == 0);
+  // Ten rounds of five bytes each way: all of ours acknowledged, nothing left unsent.
+  REQUIRE(first.progress_counted);
+  CHECK(first.bytes_acked == 10 * sizeof ping);
+  CHECK(first.notsent_bytes == 0);
 
   std::this_thread::sleep_for(300ms);
   const auto later = read_back<sockopt::tcp_info>(pair.client);
