@@ -120,7 +120,8 @@ struct tcp_info {
   std::uint32_t unacked = 0;      // segments in flight (on a listener: the accept queue length)
   std::chrono::milliseconds last_data_recv{0};  // time since data was last received
   std::chrono::milliseconds last_ack_recv{0};   // time since an ACK was last received
-  // The send counters (Linux 4.6 and later; otherwise progress_counted is false and they are 0).
+  // The send counters (Linux 4.6 and later; otherwise progress_counted is false and they are 0). On the side
+  // that connected, Linux counts its SYN as one acknowledged byte.
   std::uint64_t bytes_acked = 0;    // bytes the peer acknowledged since the connection opened
   std::uint32_t notsent_bytes = 0;  // bytes written to the socket and not yet sent
   bool progress_counted = false;
