@@ -205,8 +205,6 @@ public:
                     .resume_check = std::chrono::seconds{1}},
                    codec, liveness, {.graceful_close_timeout = closing_bound}),
         pause_timer_(io), on_ended_(std::move(on_ended)) {
-    if constexpr (Liveness::template has<tether::heartbeat>)
-      heartbeat_ = liveness.template get<tether::heartbeat>();
     connector_.on_connect([this](connection_type& conn) { connected(conn); });
     connector_.on_connect_error(
         [this](const std::error_code& ec, std::chrono::milliseconds next_retry) { connect_failed(ec, next_retry); });
@@ -243,7 +241,8 @@ private:
   void connected(connection_type& conn) {
     connected_ = true;
     leaving_ = false;
-    reported_interval_ = heartbeat_.interval;
+    if constexpr (Liveness::template has<tether::heartbeat>)
+      reported_interval_ = heartbeat_interval(conn);
     reported_slowdowns_ = 0;
     std::error_code unknown;
     std::vector<examples::field> fields{{"connection", id_},
@@ -256,12 +255,18 @@ private:
       send_next(conn);
   }
 
+  // This connection's heartbeat interval: the strategy's, until the server's request or an agreement changes it.
+  static std::chrono::milliseconds heartbeat_interval(const connection_type& conn) {
+    return conn.context().liveness.template get<tether::heartbeat>().interval_of(
+        conn.template liveness_state<tether::heartbeat>());
+  }
+
   // The interval changes when the server asks for fewer pings or its announcement is agreed with; the connection
   // has no hook for that, so the change is seen, and reported, at the first heartbeat round trip after it.
   void report_interval_change(const connection_type& conn) {
     if constexpr (Liveness::template has<tether::heartbeat>) {
       const auto& beat = conn.template liveness_state<tether::heartbeat>();
-      const auto interval = heartbeat_.interval_of(beat);
+      const auto interval = heartbeat_interval(conn);
       if (interval == reported_interval_)
         return;
       const bool slowed_down = beat.times_slowed_down() != reported_slowdowns_;
@@ -390,7 +395,6 @@ private:
   asio::steady_timer pause_timer_;
   std::function<void()> on_ended_;
   std::chrono::steady_clock::time_point sent_at_{};
-  tether::heartbeat heartbeat_{};  // the strategy's values, to tell this connection's interval from them
   std::chrono::milliseconds reported_interval_{};
   unsigned reported_slowdowns_ = 0;
   std::size_t echoed_ = 0;
