@@ -354,6 +354,7 @@ TEST_CASE("ack_progress: acknowledged bytes of a transfer in flight prove life, 
     const auto policy = tether::liveness{tether::heartbeat{.interval = 10s, .timeout = 3s}, progress};
     decltype(policy)::state states;
     STATIC_REQUIRE(decltype(policy)::watches_progress);
+    STATIC_REQUIRE(sizeof(tether::ack_progress::state) <= 32);  // the figure docs/guide.md and tuning.md give
     STATIC_REQUIRE_FALSE(tether::liveness<tether::heartbeat, tether::idle_reaper>::watches_progress);
     CHECK(policy.on_progress(states, send_progress{.bytes_acked = 7, .in_flight = true, .last_ack = t0 + 2s},
                              t0 + 3s) == t0 + 2s);
