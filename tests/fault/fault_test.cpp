@@ -258,7 +258,7 @@ TEST_CASE("fault: data stuck unacknowledged defeats keepalive but not user_timeo
   }
 }
 
-TEST_CASE("fault: a transfer slower than the heartbeat timeout stays up with ack_progress; a stalled one is closed") {
+TEST_CASE("fault: a transfer slower than the heartbeat timeout stays up with ack_progress, a stalled one is closed") {
   if (!fault_tests_can_run())
     return;
   tether::fault::network net;

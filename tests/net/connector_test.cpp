@@ -831,7 +831,7 @@ TEST_CASE("a client pinging every 200 ms against a server accepting one per seco
   CHECK(server.served->is_open());
 }
 
-TEST_CASE("heartbeat negotiation: mismatched ends converge on the agreed values; a silent peer leaves the defaults") {
+TEST_CASE("heartbeat negotiation: mismatched ends converge on the agreed values, a silent peer leaves the defaults") {
   asio::io_context io;
   const tether::heartbeat server_wishes{.interval = 20s, .timeout = 2s, .min_peer_ping_interval = 50ms,
                                         .negotiate = true};

@@ -125,6 +125,8 @@ private:
     in_flight_ = std::exchange(outbox_, {});
     asio::async_write(socket_, asio::buffer(in_flight_), [this](const std::error_code& ec, std::size_t) {
       writing_ = false;
+      if (ec && !write_error_)
+        write_error_ = ec;
       if (!ec && !outbox_.empty())
         write_next();
     });
@@ -134,7 +136,8 @@ private:
     socket_.async_read_some(asio::buffer(buffer_), [this](const std::error_code& ec, std::size_t n) {
       if (ec) {
         ended_ = true;
-        end_reason_ = ec;
+        // Linux reports a reset once: when a write met it first, the read that follows sees only end-of-file.
+        end_reason_ = ec == asio::error::eof && write_error_ ? write_error_ : ec;
         return;
       }
       received_.append(buffer_.data(), n);
@@ -153,6 +156,7 @@ private:
   std::string outbox_;
   std::string in_flight_;
   std::error_code end_reason_;
+  std::error_code write_error_;
   bool writing_ = false;
   bool polite_ = false;
   bool finishing_ = false;

@@ -186,7 +186,7 @@ TEST_CASE("websocket: hostile input is closed with the code and reason it calls 
   CHECK(pair.echoes.back() == "text:still here");
 }
 
-TEST_CASE("websocket: bad handshakes get their HTTP status and handshake_failed; a slow one times out") {
+TEST_CASE("websocket: bad handshakes get their HTTP status and handshake_failed, a slow one times out") {
   asio::io_context io;
   ws_pair pair{io};
   pair.server_ctx.codec.handshake_timeout = 300ms;
