@@ -354,7 +354,7 @@ TEST_CASE("length_prefixed_codec refuses an unknown kind byte") {
   }
 }
 
-TEST_CASE("line_codec treats \\r\\n as a line ending") {
+TEST_CASE("line_codec treats CR LF as a line ending") {
   const tether::line_codec codec;
   CHECK(decode_wire(codec, "hello\r\n") == delivered({{frame_kind::data, "hello"}}));
   CHECK(decode_wire(codec, "\r\n") == delivered({{frame_kind::data, ""}}));
