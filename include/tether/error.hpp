@@ -66,6 +66,11 @@ enum class error {
   resume_check_negative,
   ack_progress_stall_timeout_negative,
   ack_progress_not_supported,
+  adaptive_heartbeat_bounds_invalid,
+  adaptive_heartbeat_fraction_out_of_range,
+  adaptive_heartbeat_reverify_negative,
+  adaptive_heartbeat_probe_budget_not_positive,
+  adaptive_heartbeat_needs_heartbeat,
 };
 
 namespace detail {
@@ -147,6 +152,16 @@ public:
       return "ack_progress.stall_timeout must be at least 0ms (0 is off)";
     case error::ack_progress_not_supported:
       return std::string{"ack_progress reads the kernel's send counters, which tether does not read on "} + p::name;
+    case error::adaptive_heartbeat_bounds_invalid:
+      return "adaptive_heartbeat.min must be at least 1ms and max at least min";
+    case error::adaptive_heartbeat_fraction_out_of_range:
+      return "adaptive_heartbeat.margin must be within [0, 1) and precision within (0, 1]";
+    case error::adaptive_heartbeat_reverify_negative:
+      return "adaptive_heartbeat.reverify_every must be at least 0ms";
+    case error::adaptive_heartbeat_probe_budget_not_positive:
+      return "adaptive_heartbeat.max_probes_per_hour must be at least 1";
+    case error::adaptive_heartbeat_needs_heartbeat:
+      return "connector_options.adaptive sets the heartbeat's interval: the liveness policy must include heartbeat";
     case error::heartbeat_interval_not_positive:
       return "heartbeat.interval must be at least 1ms";
     case error::heartbeat_timeout_not_positive:

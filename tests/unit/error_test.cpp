@@ -21,7 +21,7 @@ TEST_CASE("tether errors carry their category, a range message and a portable co
 
 TEST_CASE("every error code has its own message") {
   for (int value = static_cast<int>(tether::error::keepalive_idle_out_of_range);
-       value <= static_cast<int>(tether::error::ack_progress_not_supported); ++value) {
+       value <= static_cast<int>(tether::error::adaptive_heartbeat_needs_heartbeat); ++value) {
     const auto message = tether::error_category().message(value);
     INFO(value);
     CHECK(message != tether::error_category().message(value == 1 ? 2 : 1));
