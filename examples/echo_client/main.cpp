@@ -41,6 +41,7 @@ using namespace std::chrono_literals;
 constexpr std::string_view usage = R"(usage: echo_client --connect ADDR:PORT [--codec line|length|websocket] [--bind ADDR]
                    [--tls [--tls-ca FILE] [--tls-server-name NAME]]
                    [--keepalive IDLE,INTERVAL,COUNT] [--user-timeout DUR] [--heartbeat INTERVAL,TIMEOUT]
+                   [--adaptive-heartbeat MIN,MAX]
                    [--middlebox-timeout DUR] [--connections N] [--messages N] [--pause DUR] [--message TEXT] [--reconnect] [--json]
                    [--timeout DUR]
 
@@ -59,6 +60,10 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
   --user-timeout DUR               drop a connection whose sent data stays unacknowledged for DUR
   --heartbeat INTERVAL,TIMEOUT     ping after INTERVAL without incoming bytes; close if nothing arrives within
                                    TIMEOUT of the ping
+  --adaptive-heartbeat MIN,MAX     learn the heartbeat's interval from the path, within MIN..MAX: longer idle
+                                   periods are tried on probe connections to the same server, and the
+                                   connection moves to a proven one less a quarter (the heartbeat's TIMEOUT
+                                   from --heartbeat, else 5s; its INTERVAL is replaced by MIN)
   --middlebox-timeout DUR          the shortest idle timeout of a NAT, firewall or balancer on the path: the
                                    configuration check reports at start whether the strategies keep it open
   --connections N                  connections, all at once; default 1
@@ -74,8 +79,9 @@ DUR is a whole number with ms, s, min or h (500ms, 3s, 2min). A liveness strateg
 
 Prints one line per event: config_check (severity, finding, message: what tether::check finds in the strategies,
 before connecting), connected (with the effective socket options read back from the kernel), echo (rtt_us from
-send to echo), heartbeat (rtt_us), heartbeat_interval (interval_ms, why: the server asked for fewer pings;
-printed at the first heartbeat after the change), goaway, resumed (slept_ms: the machine was suspended for longer than the
+send to echo), heartbeat (rtt_us), heartbeat_interval (interval_ms, why: proven_longer or path_stricter from
+--adaptive-heartbeat, with probes and probes_failed so far; or the server asked for fewer pings or agreed on
+values, printed at the first heartbeat after the change), goaway, resumed (slept_ms: the machine was suspended for longer than the
 heartbeat interval, or 1s without --heartbeat; the connection then pinged at once with --heartbeat, and a
 pending reconnect went ahead), connect_failed, closed (reason, detail, after_ms since the last byte received; close_code, the WebSocket
 status code the server sent), failed (why a connection could not finish) and finished.
@@ -100,6 +106,7 @@ struct client_options {
   std::string tls_ca;
   std::string tls_server_name;
   std::optional<std::chrono::milliseconds> timeout;
+  std::optional<tether::adaptive_heartbeat> adaptive;
   bool json = false;
 
   std::chrono::milliseconds run_bound() const {
@@ -156,6 +163,17 @@ std::optional<client_options> parse_command_line(int argc, char** argv) {
     options.timeout = *timeout;
     return true;
   });
+  flags.value("--adaptive-heartbeat", "MIN,MAX (e.g. 15s,5min; MIN above 0, MAX at least MIN)", [&](std::string_view v) {
+    const auto parts = examples::split(v, ',');
+    if (parts.size() != 2)
+      return false;
+    const auto min = examples::parse_duration(parts[0]);
+    const auto max = examples::parse_duration(parts[1]);
+    if (!min || !max || min->count() == 0 || *max < *min)
+      return false;
+    options.adaptive = tether::adaptive_heartbeat{.min = *min, .max = *max};
+    return true;
+  });
   flags.toggle("--tls", [&] { options.tls = true; });
   flags.value("--tls-ca", "FILE (PEM CA certificates)", [&](std::string_view v) {
     options.tls_ca = v;
@@ -172,6 +190,13 @@ std::optional<client_options> parse_command_line(int argc, char** argv) {
     return std::nullopt;
   if (!server_given)
     throw examples::usage_error{"--connect is required: --connect ADDR:PORT"};
+  if (options.adaptive) {
+    auto& beat = options.connection.heartbeat;
+    if (!beat)
+      beat = examples::parse_heartbeat("1s,5s");
+    beat->interval = options.adaptive->min;
+    beat->min_peer_ping_interval = options.adaptive->min / 4;
+  }
   if (!options.tls && (!options.tls_ca.empty() || !options.tls_server_name.empty()))
     throw examples::usage_error{"--tls-ca and --tls-server-name need --tls"};
   const bool fits = examples::with_codec(options.connection.codec, [&](const auto& codec) {
@@ -202,7 +227,8 @@ public:
                     .service = std::to_string(options.server.port()),
                     .bind_address = options.bind,
                     .reconnect = options.reconnect,
-                    .resume_check = std::chrono::seconds{1}},
+                    .resume_check = std::chrono::seconds{1},
+                    .adaptive = options.adaptive},
                    codec, liveness, {.graceful_close_timeout = closing_bound}),
         pause_timer_(io), on_ended_(std::move(on_ended)) {
     connector_.on_connect([this](connection_type& conn) { connected(conn); });
@@ -218,6 +244,15 @@ public:
       events_.print("resumed", {{"connection", id_}, {"slept_ms", slept.count()}});
     });
     connector_.on_close([this](connection_type& conn, tether::close_reason why) { closed(conn, why); });
+    connector_.on_interval_change([this](std::chrono::milliseconds interval, tether::interval_change why) {
+      reported_interval_ = interval;  // reported here, not again at the next heartbeat
+      const auto& learner = *connector_.interval_learner();
+      events_.print("heartbeat_interval", {{"connection", id_},
+                                           {"interval_ms", interval.count()},
+                                           {"why", std::string{tether::interval_change_name(why)}},
+                                           {"probes", static_cast<std::int64_t>(learner.probes())},
+                                           {"probes_failed", static_cast<std::int64_t>(learner.probes_failed())}});
+    });
   }
 
   echo_session(const echo_session&) = delete;

@@ -17,6 +17,20 @@
 // come back spread out; without a hint it is attempted at once. Only one goaway in a row is followed that way:
 // a server that sends every new connection away again meets the normal backoff rather than a reconnect loop.
 //
+// Adaptive heartbeat (options.adaptive, with a heartbeat in the liveness policy): the connector learns the
+// longest idle period the path to the connected destination keeps (tether/idle_interval_learner.hpp) on probe
+// connections of its own to that same address, and runs the connection's heartbeat with the learned interval.
+// A probe is a connection with only a heartbeat, without the policy's keepalive (whose packets would keep the
+// path open for it): it idles for the candidate period, pings, and holds if the pong comes. It fails if it is
+// reset, closed or left unanswered after idling at least `min`; closed or refused earlier (a server at its
+// connection limit, a failed handshake), it teaches nothing. One probe at a time, only while connected. A peer
+// that sends data or pings the probe keeps the path busy as it keeps the connection's: the learner then proves
+// what this pair of peers needs, not the path alone. The connection lost to one of the reasons a path gives
+// (peer_closed, peer_reset, a timeout, io_error) without a goaway counts as a failure of the interval it ran
+// with. What was learned is kept for the last `remembered_destinations` addresses, so a reconnect starts from it.
+// The learned interval replaces the heartbeat's configured (or negotiated) one on the connection, except that a
+// peer's too_many_pings request stays a floor.
+//
 // Threading: a connector and its connections live on the one thread that runs the io_context. Set the
 // handlers before start(). Handlers must not throw and must not destroy the connector. Destroy the connector
 // before its io_context.
@@ -29,6 +43,7 @@
 #include <tether/connection.hpp>
 #include <tether/detail/native_socket.hpp>
 #include <tether/detail/posted_completion.hpp>
+#include <tether/idle_interval_learner.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/liveness/liveness.hpp>
 #include <tether/reconnect_hint.hpp>
@@ -50,6 +65,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace tether {
@@ -81,6 +97,9 @@ struct connector_options {
   // Where the time suspended is read: empty for tether::time_suspended(). A virtual machine paused by its host,
   // which the guest's clocks do not show, can supply its own measure here.
   std::function<std::chrono::nanoseconds()> suspended_time{};
+  // Learn the heartbeat's interval from the path (above). Needs a heartbeat in the liveness policy.
+  std::optional<adaptive_heartbeat> adaptive{};
+  std::size_t remembered_destinations = 8;
 
   std::error_code validate() const noexcept;
 };
@@ -129,6 +148,10 @@ public:
   // The machine was suspended for `slept` (see connector_options::resume_check); called after the connector
   // acted on it, so a strategy of your own can be probed here too.
   void on_resume(std::function<void(std::chrono::milliseconds slept)> handler) { on_resume_ = std::move(handler); }
+  // The adaptive heartbeat moved the connection's interval (see connector_options::adaptive).
+  void on_interval_change(std::function<void(std::chrono::milliseconds interval, interval_change why)> handler) {
+    on_interval_change_ = std::move(handler);
+  }
 
   // Validates the options (the connector's, the connections', the wheel's, the backoff's and each strategy's:
   // the error names the field) and begins the first attempt at once. Does nothing while attempting or
@@ -157,7 +180,33 @@ public:
 
   const tether::stats& stats() const noexcept { return stats_; }
 
+  // The adaptive heartbeat's search for the current destination (its interval, proof, probes), or nullptr
+  // without options.adaptive or before the first connection.
+  const idle_interval_learner* interval_learner() const noexcept {
+    return adaptive_ && adaptive_->learner ? &*adaptive_->learner : nullptr;
+  }
+
 private:
+  // The adaptive heartbeat's probes run on connections of their own type: a heartbeat alone, so that no
+  // keepalive of the policy keeps the probed path open.
+  using probe_connection = connection<Codec, liveness<heartbeat>>;
+  struct interval_probe {
+    explicit interval_probe(asio::io_context& io) : timer(io), socket(io) {}
+    asio::steady_timer timer;  // the plan's start, then the connect deadline, then the end of the idle period
+    socket_type socket;
+    std::shared_ptr<probe_connection> connection;
+    std::chrono::milliseconds idle{0};
+    std::chrono::steady_clock::time_point connected_at{};
+  };
+  struct adaptive_learning {
+    std::optional<idle_interval_learner> learner;
+    asio::ip::tcp::endpoint destination;
+    std::vector<std::pair<asio::ip::tcp::endpoint, std::chrono::milliseconds>> remembered;  // proofs, newest last
+    typename probe_connection::context_type probe_context;
+    std::shared_ptr<interval_probe> probe;                    // the one in progress
+    std::vector<std::shared_ptr<probe_connection>> closing;  // answered, finishing their graceful close
+  };
+
   // One attempt's I/O objects. The connector owns the current one alone; its pending operations hold a
   // weak_ptr, so a completion after the attempt was abandoned (or the connector destroyed) touches nothing.
   struct pending_attempt {
@@ -199,6 +248,17 @@ private:
   std::chrono::nanoseconds read_suspended_time() const;
   void watch_for_resume();
   void resumed(std::chrono::nanoseconds slept);
+  void learn_for(const asio::ip::tcp::endpoint& destination);
+  void plan_probe(std::chrono::steady_clock::time_point not_before);
+  void begin_probe(interval_probe& probe);
+  void probe_connected(interval_probe& probe);
+  void probe_answered(probe_connection& answered);
+  void probe_closed(probe_connection& closed, close_reason why);
+  void abandon_probe();
+  void learned(std::optional<interval_change> change);
+  void apply_learned_interval(connection_type& conn);
+  template <class Handler>
+  auto for_probe(const std::shared_ptr<interval_probe>& probe, Handler handler);
 
   asio::io_context& io_;
   connector_options options_;
@@ -215,6 +275,8 @@ private:
   std::function<void(connection_type&, close_reason)> on_close_;
   std::function<void(connection_type&, std::string_view)> on_goaway_;
   std::function<void(std::chrono::milliseconds)> on_resume_;
+  std::function<void(std::chrono::milliseconds, interval_change)> on_interval_change_;
+  std::unique_ptr<adaptive_learning> adaptive_;  // with options.adaptive
   std::shared_ptr<resume_watch> resume_watch_;  // while running with resume_check on
   std::optional<reconnect_hint> reconnect_hint_;  // from the current connection's goaway
   std::size_t attempts_ = 0;

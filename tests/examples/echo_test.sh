@@ -131,6 +131,9 @@ usage)
   expect_usage_error "$c" --pause --connect 127.0.0.1:7000 --pause 1m
   expect_usage_error "$c" --timeout --connect 127.0.0.1:7000 --timeout 0s
   expect_usage_error "$c" --middlebox-timeout --connect 127.0.0.1:7000 --middlebox-timeout 1min30s
+  expect_usage_error "$c" --adaptive-heartbeat --connect 127.0.0.1:7000 --adaptive-heartbeat 1s
+  expect_usage_error "$c" --adaptive-heartbeat --connect 127.0.0.1:7000 --adaptive-heartbeat 0s,1s
+  expect_usage_error "$c" --adaptive-heartbeat --connect 127.0.0.1:7000 --adaptive-heartbeat 5s,1s
   expect_usage_error "$c" --message --connect 127.0.0.1:7000 --message "$(printf 'two\nlines')"
   for binary in "$s" "$c"; do
     timeout 10 "$binary" --help >"$work/help.out" 2>&1 || fail "$(basename "$binary") --help did not exit 0"
@@ -340,6 +343,27 @@ EOF
   stop_server
   [ "$(count "$work/server.out" closed reason peer_closed)" -eq 1 ] || fail "the slowed-down client should close itself"
   [ "$(count "$work/server.out" closed reason ping_flood)" -eq 0 ] || fail "a client that slowed down is no flood"
+  ;;
+
+adaptive-heartbeat)
+  # Loopback forgets no flow: every probe holds (1s, 2s, then the 2.67s that lets the connection run at MAX),
+  # and the connection's interval grows through 750ms and 1500ms to 2000ms. The server never pings, so the
+  # idle periods are the client's own. Each probe is a connection of its own to the server.
+  start_server
+  run_client client --adaptive-heartbeat 500ms,2s --messages 2 --pause 7s
+  [ "$client_status" -eq 0 ] || fail "the client exited $client_status, expected 0"
+  [ "$(count "$work/client.out" connected)" -eq 1 ] || fail "the protected connection should have lasted"
+  python3 - "$work/client.out" <<'EOF' || fail "expected heartbeat_interval 750, 1500, 2000 ms (proven_longer) after 1, 2, 3 probes"
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1])]
+changes = [(e["interval_ms"], e["why"], e["probes"], e["probes_failed"]) for e in events
+           if e["event"] == "heartbeat_interval"]
+print(changes, file=sys.stderr)
+sys.exit(changes != [(750, "proven_longer", 1, 0), (1500, "proven_longer", 2, 0), (2000, "proven_longer", 3, 0)])
+EOF
+  stop_server
+  [ "$(count "$work/server.out" closed reason peer_closed)" -eq 4 ] ||
+    fail "expected the connection and its 3 probes to close gracefully at the server"
   ;;
 
 websocket)

@@ -5,6 +5,7 @@
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
 #include <tether/connector.hpp>
+#include <tether/error.hpp>
 #include <tether/liveness/heartbeat.hpp>
 #include <tether/listener.hpp>
 #include <tether/liveness/liveness.hpp>
@@ -13,6 +14,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -868,4 +870,152 @@ TEST_CASE("heartbeat negotiation: mismatched ends converge on the agreed values,
   }
   CHECK(client.stats().opened() == 1);
   CHECK(server.closes.empty());
+}
+
+namespace {
+
+// Accepts every connection and answers its pings; with refuse_after_first, closes every connection after the
+// first as soon as it is accepted, as a server at its connection limit does.
+struct answering_server {
+  explicit answering_server(asio::io_context& io, bool refuse_after_first = false)
+      : io(io), acceptor(make_listener(io)), wheel(io, {.tick = 10ms}), refusing(refuse_after_first) {
+    accept_next();
+  }
+  void accept_next() {
+    acceptor.async_accept(io, [this](const std::error_code& ec, line_server_connection::socket_type socket) {
+      if (ec)
+        return;
+      std::erase_if(served, [](const auto& c) { return c->is_closed(); });
+      served.push_back(line_server_connection::create(std::move(socket), settings, wheel));
+      served.back()->start();
+      if (refusing && ++accepted > 1)
+        served.back()->close(close_reason::limit_exceeded);
+      accept_next();
+    });
+  }
+  asio::io_context& io;
+  asio::ip::tcp::acceptor acceptor;
+  tether::timer_wheel wheel;
+  tether::connection_context<tether::line_codec> settings;
+  std::vector<std::shared_ptr<line_server_connection>> served;
+  bool refusing;
+  int accepted = 0;
+};
+
+using beating_client = tether::connector<tether::line_codec, tether::liveness<tether::heartbeat>>;
+
+struct interval_record {
+  std::chrono::milliseconds interval;
+  tether::interval_change why;
+  bool operator==(const interval_record&) const = default;
+};
+
+beating_client adaptive_client(asio::io_context& io, const answering_server& server, bool reconnect = false) {
+  return beating_client{io,
+                        {.service = service_of(server.acceptor),
+                         .reconnect = reconnect,
+                         .retry = {.initial = 10ms},
+                         .wheel = {.tick = 10ms},
+                         .adaptive = tether::adaptive_heartbeat{.min = 100ms, .max = 400ms, .reverify_every = 1h,
+                                                                .max_probes_per_hour = 1000}},
+                        {},
+                        tether::liveness{tether::heartbeat{.interval = 100ms, .timeout = scaled(500ms)}}};
+}
+
+std::ptrdiff_t open_at(const answering_server& server) {
+  return std::count_if(server.served.begin(), server.served.end(), [](const auto& c) { return !c->is_closed(); });
+}
+
+std::chrono::milliseconds running_interval(const beating_client& client) {
+  const auto open = client.current();
+  REQUIRE(open);
+  return open->context().liveness.get<tether::heartbeat>().interval_of(open->liveness_state<tether::heartbeat>());
+}
+
+} // namespace
+
+TEST_CASE("connector adaptive heartbeat proves longer intervals on probes while the connection stays up") {
+  asio::io_context io;
+  answering_server server{io};
+  auto client = adaptive_client(io, server);
+  std::vector<interval_record> changes;
+  int connects = 0;
+  std::optional<close_reason> closed;
+  client.on_connect([&](auto&) { ++connects; });
+  client.on_close([&](auto&, close_reason why) { closed = why; });
+  client.on_interval_change([&](std::chrono::milliseconds interval, tether::interval_change why) {
+    changes.push_back({interval, why});
+  });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return client.interval_learner() && client.interval_learner()->settled(); },
+                    scaled(5000ms)));
+
+  // Loopback forgets nothing: 200 ms, 400 ms and the 533 ms that lets the connection run at max all hold.
+  using tether::interval_change;
+  CHECK(changes == std::vector<interval_record>{{150ms, interval_change::proven_longer},
+                                                {300ms, interval_change::proven_longer},
+                                                {400ms, interval_change::proven_longer}});
+  CHECK(client.interval_learner()->probes() == 3);
+  CHECK(client.interval_learner()->probes_failed() == 0);
+  CHECK(running_interval(client) == 400ms);
+  CHECK(connects == 1);
+  CHECK_FALSE(closed);
+  // The probes closed gracefully at the server; only the protected connection is left.
+  REQUIRE(run_until(io, [&] { return open_at(server) == 1; }));
+}
+
+TEST_CASE("connector adaptive heartbeat keeps what it learned across a reconnect and backs off when the connection is lost") {
+  asio::io_context io;
+  answering_server server{io};
+  auto client = adaptive_client(io, server, true);
+  std::vector<interval_record> changes;
+  int connects = 0;
+  client.on_connect([&](auto&) { ++connects; });
+  client.on_interval_change([&](std::chrono::milliseconds interval, tether::interval_change why) {
+    changes.push_back({interval, why});
+  });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return client.interval_learner() && client.interval_learner()->settled(); },
+                    scaled(5000ms)));
+
+  client.stop();  // this side's decision says nothing about the path
+  REQUIRE(run_until(io, [&] { return client.current() == nullptr; }));
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return connects == 2 && client.current() && open_at(server) == 1; }));
+  CHECK(running_interval(client) == 400ms);
+  CHECK(changes.size() == 3);
+
+  // A reset after idling at 400 ms: that interval is no longer known to be safe.
+  for (const auto& served : server.served)
+    if (!served->is_closed())
+      served->abort();
+  REQUIRE(run_until(io, [&] { return connects == 3 && client.current(); }));
+  REQUIRE(changes.size() >= 4);
+  CHECK(changes[3] == interval_record{100ms, tether::interval_change::path_stricter});
+  CHECK(running_interval(client) == 100ms);
+}
+
+TEST_CASE("connector adaptive heartbeat learns nothing from probes a server refuses at once") {
+  asio::io_context io;
+  answering_server server{io, true};
+  auto client = adaptive_client(io, server);
+  int changes = 0;
+  std::optional<close_reason> closed;
+  client.on_close([&](auto&, close_reason why) { closed = why; });
+  client.on_interval_change([&](std::chrono::milliseconds, tether::interval_change) { ++changes; });
+  REQUIRE_FALSE(client.start());
+  REQUIRE(run_until(io, [&] { return server.accepted >= 4; }, scaled(5000ms)));
+  CHECK(changes == 0);
+  CHECK(client.interval_learner()->probes_failed() == 0);
+  CHECK(client.interval_learner()->interval() == 100ms);
+  CHECK(running_interval(client) == 100ms);
+  CHECK_FALSE(closed);
+}
+
+TEST_CASE("connector adaptive heartbeat refuses a policy without heartbeat and bounds that cannot work") {
+  asio::io_context io;
+  line_client without_heartbeat{io, {.service = "1", .adaptive = tether::adaptive_heartbeat{}}};
+  CHECK(without_heartbeat.start() == tether::error::adaptive_heartbeat_needs_heartbeat);
+  beating_client inverted{io, {.service = "1", .adaptive = tether::adaptive_heartbeat{.min = 10s, .max = 1s}}};
+  CHECK(inverted.start() == tether::error::adaptive_heartbeat_bounds_invalid);
 }

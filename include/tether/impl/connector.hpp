@@ -12,11 +12,31 @@
 
 namespace tether {
 
+namespace detail {
+// The reasons a path gives when it forgot a flow or went away; the others come from either peer's own decision.
+constexpr bool ends_path(close_reason why) noexcept {
+  switch (why) {
+  case close_reason::peer_closed:
+  case close_reason::peer_reset:
+  case close_reason::keepalive_timeout:
+  case close_reason::user_timeout:
+  case close_reason::heartbeat_timeout:
+  case close_reason::io_error:
+    return true;
+  default:
+    return false;
+  }
+}
+} // namespace detail
+
 inline std::error_code connector_options::validate() const noexcept {
   if (connect_timeout.count() <= 0)
     return error::connect_timeout_not_positive;
   if (resume_check.count() < 0)
     return error::resume_check_negative;
+  if (adaptive)
+    if (auto ec = adaptive->validate())
+      return ec;
   if (auto ec = retry.validate())
     return ec;
   return wheel.validate();
@@ -41,11 +61,34 @@ connector<Codec, Liveness, UserData>::connector(asio::io_context& io, connector_
                .on_close = [this](connection_type& closed, close_reason why) { on_connection_closed(closed, why); },
                .on_goaway = [this](connection_type& conn, std::string_view payload) { on_peer_goaway(conn, payload); },
                .stats = &stats_,
-               .budget = options_.budget} {}
+               .budget = options_.budget} {
+  if constexpr (Liveness::template has<heartbeat>) {
+    if (options_.adaptive) {
+      adaptive_ = std::make_unique<adaptive_learning>();
+      auto probing = context_.liveness.template get<heartbeat>();
+      probing.negotiate = false;  // an announcement is traffic: the probe must stay idle
+      auto& probe_context = adaptive_->probe_context;
+      probe_context.codec = context_.codec;
+      probe_context.liveness = tether::liveness<heartbeat>{probing};
+      probe_context.options = context_.options;
+      probe_context.on_heartbeat = [this](probe_connection& answered, std::chrono::microseconds) {
+        probe_answered(answered);
+      };
+      probe_context.on_close = [this](probe_connection& closed, close_reason why) { probe_closed(closed, why); };
+    }
+  }
+}
 
 template <class Codec, liveness_policy Liveness, class UserData>
 connector<Codec, Liveness, UserData>::~connector() {
   context_.on_close = nullptr;
+  if (adaptive_) {
+    adaptive_->probe_context.on_close = nullptr;
+    adaptive_->probe_context.on_heartbeat = nullptr;
+    abandon_probe();
+    for (const auto& closing : adaptive_->closing)
+      closing->abort();
+  }
   abandon_attempt();
   if (connection_)
     connection_->abort();
@@ -59,6 +102,8 @@ std::error_code connector<Codec, Liveness, UserData>::validate() const noexcept 
     return ec;
   if (auto ec = context_.options.validate())
     return ec;
+  if (options_.adaptive && !Liveness::template has<heartbeat>)
+    return error::adaptive_heartbeat_needs_heartbeat;
   return context_.liveness.validate();
 }
 
@@ -155,6 +200,7 @@ void connector<Codec, Liveness, UserData>::stop() {
   complete_connect_waiters(asio::error::operation_aborted);
   running_ = false;
   resume_watch_.reset();
+  abandon_probe();
   abandon_attempt();
   if (connection_) {
     closing_.push_back(std::exchange(connection_, nullptr));
@@ -252,13 +298,22 @@ void connector<Codec, Liveness, UserData>::connected(pending_attempt& attempt) {
   attempts_ = 0;
   schedule_->reset();
   reconnect_hint_.reset();
+  if (adaptive_) {
+    std::error_code ec;
+    if (const auto destination = attempt.socket.remote_endpoint(ec); !ec)
+      learn_for(destination);
+  }
   connection_ = connection_type::create(std::move(attempt.socket), context_, *wheel_);
   const auto connection = connection_;
+  if (adaptive_ && adaptive_->learner)
+    apply_learned_interval(*connection);
   connection->start();
   if (connection->is_open() && on_connect_)
     on_connect_(*connection);
   if (connection->is_open())
     complete_connect_waiters({});
+  if (connection->is_open())
+    plan_probe(std::chrono::steady_clock::now());
 }
 
 // The next attempt is scheduled before the handler runs, so the handler can still cancel it with stop().
@@ -302,6 +357,11 @@ void connector<Codec, Liveness, UserData>::on_connection_closed(connection_type&
   // timer wheel runs outside any of its handlers), so the last reference is dropped only after finish() returns.
   if (released)
     asio::post(io_, [released = std::move(released)] {});
+  if (was_current && adaptive_) {
+    abandon_probe();
+    if (adaptive_->learner && !closed.peer_going_away() && detail::ends_path(reason))
+      learned(adaptive_->learner->connection_lost(std::chrono::steady_clock::now()));
+  }
   if (was_current && running_) {
     if (options_.reconnect)
       schedule_attempt(reconnect_delay(closed));
@@ -337,6 +397,184 @@ std::chrono::milliseconds connector<Codec, Liveness, UserData>::reconnect_delay(
     return std::chrono::milliseconds{0};
   const auto latest = std::min(hint->latest, options_.retry.maximum);
   return schedule_->draw_within(std::min(hint->earliest, latest), latest);
+}
+
+// A new destination starts from what was proven for it before, if it is among the last ones remembered.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::learn_for(const asio::ip::tcp::endpoint& destination) {
+  auto& learning = *adaptive_;
+  if (learning.learner && learning.destination == destination)
+    return;
+  auto& remembered = learning.remembered;
+  const auto forget = [&](const asio::ip::tcp::endpoint& endpoint) {
+    std::erase_if(remembered, [&](const auto& entry) { return entry.first == endpoint; });
+  };
+  if (learning.learner) {
+    forget(learning.destination);
+    remembered.emplace_back(learning.destination, learning.learner->proven());
+    if (remembered.size() > options_.remembered_destinations)
+      remembered.erase(remembered.begin(), remembered.end() - static_cast<std::ptrdiff_t>(options_.remembered_destinations));
+  }
+  auto start_from = std::chrono::milliseconds{0};
+  if (const auto it = std::ranges::find_if(remembered, [&](const auto& entry) { return entry.first == destination; });
+      it != remembered.end())
+    start_from = it->second;
+  forget(destination);
+  learning.learner.emplace(*options_.adaptive, std::chrono::steady_clock::now(), start_from);
+  learning.destination = destination;
+}
+
+// Runs the handler only while `probe` is still the one in progress (the connector owns it alone).
+template <class Codec, liveness_policy Liveness, class UserData>
+template <class Handler>
+auto connector<Codec, Liveness, UserData>::for_probe(const std::shared_ptr<interval_probe>& probe, Handler handler) {
+  return [this, weak = std::weak_ptr<interval_probe>(probe), handler = std::move(handler)](auto&&... args) mutable {
+    if (const auto alive = weak.lock(); alive && adaptive_ && alive == adaptive_->probe)
+      handler(*alive, std::forward<decltype(args)>(args)...);
+  };
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::plan_probe(std::chrono::steady_clock::time_point not_before) {
+  if (!adaptive_ || !adaptive_->learner || adaptive_->probe || !current())
+    return;
+  const auto plan = adaptive_->learner->next_probe(std::chrono::steady_clock::now());
+  auto probe = std::make_shared<interval_probe>(io_);
+  probe->idle = plan.idle;
+  adaptive_->probe = probe;
+  probe->timer.expires_at(std::max(plan.start, not_before));
+  probe->timer.async_wait(for_probe(probe, [this](interval_probe& planned, const std::error_code& ec) {
+    if (!ec)
+      begin_probe(planned);
+  }));
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::begin_probe(interval_probe& probe) {
+  adaptive_->learner->probe_started(std::chrono::steady_clock::now());
+  const auto& destination = adaptive_->destination;
+  std::error_code ec;
+  probe.socket.open(destination.protocol(), ec);
+  if (!ec && options_.bind_address)
+    ec = bind_source_address(probe.socket, *options_.bind_address);
+  const auto retry_later = [this] {
+    abandon_probe();
+    plan_probe(std::chrono::steady_clock::now() + options_.adaptive->min);
+  };
+  if (ec) {
+    retry_later();
+    return;
+  }
+  probe.timer.expires_after(options_.connect_timeout);
+  probe.timer.async_wait(for_probe(adaptive_->probe, [retry_later](interval_probe&, const std::error_code& timer_ec) {
+    if (!timer_ec)
+      retry_later();
+  }));
+  probe.socket.async_connect(destination, for_probe(adaptive_->probe, [this, retry_later](interval_probe& connecting,
+                                                                                          const std::error_code& connect_ec) {
+    if (connect_ec)
+      retry_later();
+    else
+      probe_connected(connecting);
+  }));
+}
+
+// The probe's heartbeat pings after `idle` without received bytes; the timer at the end of the idle period asks
+// for the ping at once in case the peer's bytes postponed it.
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::probe_connected(interval_probe& probe) {
+  probe.timer.cancel();
+  probe.connected_at = std::chrono::steady_clock::now();
+  probe.connection = probe_connection::create(std::move(probe.socket), adaptive_->probe_context, *wheel_);
+  const auto idle = probe.idle;
+  probe.connection->template update_liveness<heartbeat>([idle](heartbeat::state& s) { s.set_interval(idle); });
+  const auto connection = probe.connection;
+  connection->start();
+  if (!connection->is_open())
+    return;
+  probe.timer.expires_at(probe.connected_at + idle);
+  probe.timer.async_wait(for_probe(adaptive_->probe, [](interval_probe& idled, const std::error_code& ec) {
+    if (!ec && idled.connection)
+      idled.connection->template update_liveness<heartbeat>([](heartbeat::state& s) { s.probe(); });
+  }));
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::probe_answered(probe_connection& answered) {
+  auto& learning = *adaptive_;
+  if (!learning.probe || learning.probe->connection.get() != &answered)
+    return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - learning.probe->connected_at < learning.probe->idle)
+    return;  // not the answer to the ping that ends the idle period
+  const auto finished = std::exchange(learning.probe, nullptr);
+  finished->timer.cancel();
+  learning.closing.push_back(finished->connection);
+  finished->connection->close();
+  learned(learning.learner->probe_held(finished->idle, now));
+  plan_probe(now);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::probe_closed(probe_connection& closed, close_reason why) {
+  auto& learning = *adaptive_;
+  // The connection's contract does not promise another owner while its close is reported: release it later.
+  if (const auto it = std::ranges::find_if(learning.closing, [&](const auto& c) { return c.get() == &closed; });
+      it != learning.closing.end()) {
+    asio::post(io_, [released = std::move(*it)] {});
+    learning.closing.erase(it);
+    return;
+  }
+  if (!learning.probe || learning.probe->connection.get() != &closed)
+    return;
+  const auto now = std::chrono::steady_clock::now();
+  const auto finished = std::exchange(learning.probe, nullptr);
+  finished->timer.cancel();
+  asio::post(io_, [released = std::move(finished->connection)] {});
+  const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(now - finished->connected_at);
+  const auto min = options_.adaptive->min;
+  if (detail::ends_path(why) && lasted >= min) {
+    learned(learning.learner->probe_failed(std::min(finished->idle, lasted), now));
+    plan_probe(now);
+  } else {
+    plan_probe(now + min);  // refused, or closed before idling long enough to say anything about the path
+  }
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::abandon_probe() {
+  if (!adaptive_)
+    return;
+  if (const auto probe = std::exchange(adaptive_->probe, nullptr)) {
+    std::error_code ignored;
+    probe->timer.cancel();
+    probe->socket.close(ignored);
+    if (probe->connection) {
+      probe->connection->abort();
+      asio::post(io_, [released = std::move(probe->connection)] {});
+    }
+  }
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::learned(std::optional<interval_change> change) {
+  if (!change)
+    return;
+  if (const auto open = current())
+    apply_learned_interval(*open);
+  if (on_interval_change_)
+    on_interval_change_(adaptive_->learner->interval(), *change);
+}
+
+template <class Codec, liveness_policy Liveness, class UserData>
+void connector<Codec, Liveness, UserData>::apply_learned_interval(connection_type& conn) {
+  if constexpr (Liveness::template has<heartbeat>) {
+    auto interval = adaptive_->learner->interval();
+    const auto& strategy = context_.liveness.template get<heartbeat>();
+    if (const auto& running = conn.template liveness_state<heartbeat>(); running.times_slowed_down() > 0)
+      interval = std::max(interval, strategy.interval_of(running));  // the peer's request to slow down stands
+    conn.template update_liveness<heartbeat>([interval](heartbeat::state& s) { s.set_interval(interval); });
+  }
 }
 
 } // namespace tether
