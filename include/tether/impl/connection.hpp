@@ -466,6 +466,17 @@ void connection<Codec, Liveness, UserData>::reject_handshake(std::string_view re
   begin_graceful_close(close_reason::handshake_failed, problem);
 }
 
+namespace detail {
+// Asio on io_uring (ASIO_HAS_IO_URING with ASIO_DISABLE_EPOLL) submits the writes it is given together, once per
+// turn of its loop, so there a direct send would add the very system call it saves on epoll (measured:
+// benchmarks/RESULTS.md, section 12).
+#if defined(ASIO_HAS_IO_URING_AS_DEFAULT)
+inline constexpr bool writes_directly = false;
+#else
+inline constexpr bool writes_directly = true;
+#endif
+} // namespace detail
+
 // Most writes fit the socket's send buffer: one non-blocking send then completes them without an asynchronous
 // operation. Only an open connection whose queue is not holding reading back writes directly, so no drain
 // handler or close step runs inside the send() that queued the bytes; the rest, and any error, take the
@@ -473,7 +484,7 @@ void connection<Codec, Liveness, UserData>::reject_handshake(std::string_view re
 template <class Codec, liveness_policy Liveness, class UserData>
 void connection<Codec, Liveness, UserData>::write_pending(bool directly) {
   auto& b = *buffers_;
-  if (directly && phase_ == phase::open && !(paused_ & paused_by_queue) && !refused_send_) {
+  if (detail::writes_directly && directly && phase_ == phase::open && !(paused_ & paused_by_queue) && !refused_send_) {
     std::error_code ec;
     const std::size_t n = socket_.write_some(asio::buffer(b.pending), ec);
     if (!ec && n > 0) {
