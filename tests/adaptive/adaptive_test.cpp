@@ -9,6 +9,7 @@
 #include "namespaced_echo_server.hpp"
 #include "network.hpp"
 #include "peers.hpp"
+#include "skip_or_fail.hpp"
 
 #include <tether/codec/line_codec.hpp>
 #include <tether/connection.hpp>
@@ -25,6 +26,7 @@
 #include <fstream>
 #include <optional>
 #include <sys/wait.h>
+#include <string_view>
 #include <unistd.h>
 #include <vector>
 
@@ -42,13 +44,7 @@ bool adaptive_tests_can_run(bool needs_haproxy) {
   std::string missing = tether::fault::missing_privileges();
   if (missing.empty() && needs_haproxy && tether::fault::shell("command -v haproxy") != 0)
     missing = "needs haproxy (scripts/install-deps)";
-  if (missing.empty())
-    return true;
-  const char* ci = std::getenv("CI");
-  if (ci && std::string_view{ci} == "true")
-    FAIL("adaptive heartbeat tests cannot run under CI=true: " << missing);
-  fmt::print("SKIPPED: adaptive heartbeat test needs privileges: {}\n", missing);
-  return false;
+  return tether::fault::can_run_or_skip("adaptive heartbeat tests", missing);
 }
 
 using policy = tether::liveness<tether::heartbeat>;
@@ -88,20 +84,32 @@ struct learning_client {
   std::vector<change> changes;
 };
 
-// Runs until the learner settles (or the protected connection closes), and returns how long it took.
-milliseconds learn(asio::io_context& io, learning_client& client, milliseconds limit) {
+// Runs until the learner settles (or the protected connection closes), prints what it learned and how, and
+// requires it within [50 %, 100 %) of the path's timeout after at most 8 probes more than `probes_before`.
+void learns_within(asio::io_context& io, learning_client& client, std::string_view path, milliseconds timeout,
+                   unsigned probes_before = 0) {
   const auto start = clock_type::now();
-  run_until(io, [&] { return client.settled() || client.closed.has_value(); }, limit);
-  return std::chrono::duration_cast<milliseconds>(clock_type::now() - start);
-}
-
-void require_learned_within(const learning_client& client, milliseconds timeout, unsigned max_probes) {
+  run_until(io, [&] { return client.settled() || client.closed.has_value(); }, 90s);
+  const auto took = std::chrono::duration_cast<milliseconds>(clock_type::now() - start);
   REQUIRE_FALSE(client.closed.has_value());
   REQUIRE(client.settled());
-  INFO("learned " << client.learner().interval().count() << " ms for a timeout of " << timeout.count() << " ms");
-  CHECK(client.learner().interval() >= timeout / 2);
-  CHECK(client.learner().interval() < timeout);
-  CHECK(client.learner().probes() <= max_probes);
+  const auto& learner = client.learner();
+  fmt::print("ADAPTIVE | {} {} ms | learned {} ms | {} probes, {} failed | {} ms\n", path, timeout.count(),
+             learner.interval().count(), learner.probes() - probes_before, learner.probes_failed(), took.count());
+  CHECK(learner.interval() >= timeout / 2);
+  CHECK(learner.interval() < timeout);
+  CHECK(learner.probes() <= probes_before + 8);
+}
+
+// After the path's timeout shortened: the interval drops back at a failed probe, then is learned again.
+void backs_off_and_learns_again(asio::io_context& io, learning_client& client, std::string_view path,
+                                milliseconds timeout) {
+  const auto probes_before = client.learner().probes();
+  REQUIRE(run_until(io, [&] { return client.backed_off() || client.closed.has_value(); }, 30s));
+  learns_within(io, client, path, timeout, probes_before);
+  CHECK(client.connects == 1);  // the protected connection is the first one still
+  CHECK_FALSE(client.closed.has_value());
+  CHECK(client.connector.current() != nullptr);
 }
 
 // HAProxy in the router namespace, between the client and the server; a reload starts a new process that takes
@@ -169,25 +177,12 @@ TEST_CASE("adaptive: the heartbeat learns a firewall's idle timeout on probes an
   learning_client client{io, tether::fault::network::server_address, server.port()};
   REQUIRE_FALSE(client.connector.start());
 
-  const auto first = learn(io, client, 90s);
-  fmt::print("ADAPTIVE | firewall forgets after 4000 ms | learned {} ms | {} probes, {} failed | {} ms\n",
-             client.learner().interval().count(), client.learner().probes(), client.learner().probes_failed(),
-             first.count());
-  require_learned_within(client, 4s, 8);
+  learns_within(io, client, "firewall forgets after", 4s);
   for (const auto& change : client.changes)
     CHECK(change.why == interval_change::proven_longer);
 
   net.forget_idle_flows_after(3s);
-  const auto probes_before = client.learner().probes();
-  REQUIRE(run_until(io, [&] { return client.backed_off() || client.closed.has_value(); }, 30s));
-  const auto second = learn(io, client, 90s);
-  fmt::print("ADAPTIVE | firewall forgets after 3000 ms | learned {} ms | {} probes, {} failed | {} ms\n",
-             client.learner().interval().count(), client.learner().probes() - probes_before,
-             client.learner().probes_failed(), second.count());
-  require_learned_within(client, 3s, probes_before + 8);
-  CHECK(client.connects == 1);
-  CHECK_FALSE(client.closed.has_value());
-  CHECK(client.connector.current() != nullptr);
+  backs_off_and_learns_again(io, client, "firewall forgets after", 3s);
 }
 
 TEST_CASE("adaptive: the heartbeat learns HAProxy's timeout client on probes and backs off after a reload") {
@@ -203,21 +198,9 @@ TEST_CASE("adaptive: the heartbeat learns HAProxy's timeout client on probes and
   learning_client client{io, haproxy_in_router::address, haproxy_in_router::port};
   REQUIRE_FALSE(client.connector.start());
 
-  const auto first = learn(io, client, 90s);
-  fmt::print("ADAPTIVE | haproxy timeout client 4500 ms | learned {} ms | {} probes, {} failed | {} ms\n",
-             client.learner().interval().count(), client.learner().probes(), client.learner().probes_failed(),
-             first.count());
-  require_learned_within(client, 4500ms, 8);
+  learns_within(io, client, "haproxy timeout client", 4500ms);
 
   // The protected connection stays with the old process and its old timeout; the probes meet the new one.
   proxy.run_with(3200ms);
-  const auto probes_before = client.learner().probes();
-  REQUIRE(run_until(io, [&] { return client.backed_off() || client.closed.has_value(); }, 30s));
-  const auto second = learn(io, client, 90s);
-  fmt::print("ADAPTIVE | haproxy timeout client 3200 ms | learned {} ms | {} probes, {} failed | {} ms\n",
-             client.learner().interval().count(), client.learner().probes() - probes_before,
-             client.learner().probes_failed(), second.count());
-  require_learned_within(client, 3200ms, probes_before + 8);
-  CHECK(client.connects == 1);
-  CHECK_FALSE(client.closed.has_value());
+  backs_off_and_learns_again(io, client, "haproxy timeout client", 3200ms);
 }

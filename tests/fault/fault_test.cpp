@@ -5,6 +5,7 @@
 
 #include "network.hpp"
 #include "peers.hpp"
+#include "skip_or_fail.hpp"
 
 #include <tether/check.hpp>
 #include <tether/codec/line_codec.hpp>
@@ -34,17 +35,8 @@ namespace {
 
 constexpr auto tick = 20ms;
 
-// Returns false (and the test returns) when the machine cannot build namespaces; under CI=true that is a
-// failure, since CI runs as root and must exercise these scenarios.
 bool fault_tests_can_run() {
-  const std::string missing = tether::fault::missing_privileges();
-  if (missing.empty())
-    return true;
-  const char* ci = std::getenv("CI");
-  if (ci && std::string_view{ci} == "true")
-    FAIL("fault tests cannot run under CI=true: " << missing);
-  fmt::print("SKIPPED: fault test needs privileges: {}\n", missing);
-  return false;
+  return tether::fault::can_run_or_skip("fault tests", tether::fault::missing_privileges());
 }
 
 bool finds(const std::vector<tether::diagnostic>& found, tether::finding what) {
