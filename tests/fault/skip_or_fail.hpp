@@ -20,7 +20,7 @@ inline bool can_run_or_skip(std::string_view what, const std::string& missing) {
   const char* ci = std::getenv("CI");
   if (ci && std::string_view{ci} == "true")
     FAIL(what << " cannot run under CI=true: " << missing);
-  fmt::print("SKIPPED: {} need privileges: {}\n", what, missing);
+  fmt::print("SKIPPED: {} cannot run here: {}\n", what, missing);
   return false;
 }
 
