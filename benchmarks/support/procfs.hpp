@@ -3,10 +3,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
+#include <system_error>
 
 #include <malloc.h>
 #include <sys/types.h>
@@ -99,12 +101,19 @@ inline std::int64_t resident_bytes(pid_t pid) {
   return 0;
 }
 
-// Time a single-threaded process has spent on a CPU, in nanoseconds (schedstat, not the 100 Hz tick counts).
+// Time the live threads of a process have spent on a CPU, in nanoseconds (schedstat, not the 100 Hz tick
+// counts): a JVM or Go runtime serves from several threads.
 inline std::chrono::nanoseconds cpu_time(pid_t pid) {
-  std::ifstream file{"/proc/" + std::to_string(pid) + "/schedstat"};
-  std::int64_t on_cpu = 0;
-  file >> on_cpu;
-  return std::chrono::nanoseconds{on_cpu};
+  std::int64_t total = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator task{"/proc/" + std::to_string(pid) + "/task", ec}, end;
+       !ec && task != end; task.increment(ec)) {
+    std::ifstream file{task->path() / "schedstat"};
+    std::int64_t on_cpu = 0;
+    if (file >> on_cpu)
+      total += on_cpu;
+  }
+  return std::chrono::nanoseconds{total};
 }
 
 // Bytes this process has allocated and not freed (small blocks plus mmapped large ones).
