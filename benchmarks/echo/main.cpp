@@ -11,6 +11,7 @@
 //   tether_bench_echo [--quick] [--rounds 5] [--duration 2s] [--connections 100] [--no-callgrind] [--no-strace]
 //   tether_bench_echo serve --variant tether|tether-websocket|tether-tls|asio|asio-ssl|epoll   (one server)
 #include "clients.hpp"
+#include "loads.hpp"
 #include "servers.hpp"
 #include "tls_clients.hpp"
 #include "tls_servers.hpp"
@@ -39,9 +40,12 @@
 namespace {
 
 using namespace std::chrono_literals;
-using bench::child_process;
+using bench::echo::goal_text;
+using bench::echo::running_server;
+using bench::echo::sample;
+using bench::echo::server_cpu;
+using bench::echo::start_server;
 
-constexpr int server_cpu = 1;
 constexpr std::array<const char*, 3> variants{"epoll", "asio", "tether"};
 
 struct options {
@@ -56,39 +60,7 @@ struct options {
   std::size_t callgrind_extra_messages = 20000;
 };
 
-struct running_server {
-  child_process process;
-  std::uint16_t port;
-};
-
-running_server start_server(const std::vector<std::string>& command, std::chrono::milliseconds patience) {
-  child_process process{command, server_cpu};
-  const auto line = process.expect("port ", patience);
-  if (!line)
-    throw std::runtime_error{"the echo server did not start: " + command.front()};
-  const auto port = bench::parse_integer<std::uint16_t>(line->substr(5));
-  if (!port)
-    throw std::runtime_error{"the echo server announced a bad port: " + *line};
-  return {std::move(process), *port};
-}
-
-struct scenario {
-  std::string title;
-  int client_cpu;
-  bool many_connections;
-};
-
-// One figure per server per round: throughput, latency (ping-pong only) and server CPU per message.
-struct sample {
-  double throughput = 0;
-  double p50 = 0;
-  double p99 = 0;
-  double server_cpu = 0;
-};
-
-std::string goal_text(bool met) { return met ? "met" : "NOT met"; }
-
-void run_scenario(const scenario& what, const options& opts, std::map<std::string, running_server>& servers) {
+void run_scenario(const bench::echo::load& what, const options& opts, std::map<std::string, running_server>& servers) {
   bench::pin_to_cpu(what.client_cpu);
   std::map<std::string, std::vector<sample>> samples;
   std::map<std::string, std::vector<double>> ratios;
@@ -96,17 +68,9 @@ void run_scenario(const scenario& what, const options& opts, std::map<std::strin
     std::map<std::string, sample> this_round;
     for (std::size_t k = 0; k < variants.size(); ++k) {
       const std::string variant = variants[(round + k) % variants.size()];
-      auto& server = servers.at(variant);
-      sample s;
-      if (what.many_connections) {
-        const auto r = bench::echo::one_in_flight_each(server.port, server.process.pid(), opts.connections,
-                                                       opts.flood_warm_up, opts.duration);
-        s = {r.messages_per_second, 0, 0, r.server_cpu_microseconds};
-      } else {
-        const auto r =
-            bench::echo::ping_pong(server.port, server.process.pid(), opts.warm_up_round_trips, opts.duration);
-        s = {r.round_trips_per_second, r.p50_microseconds, r.p99_microseconds, r.server_cpu_microseconds};
-      }
+      const sample s = bench::echo::measure(
+          what, servers.at(variant),
+          {opts.connections, opts.warm_up_round_trips, opts.flood_warm_up, opts.duration});
       this_round[variant] = s;
       samples[variant].push_back(s);
     }
@@ -345,14 +309,7 @@ int drive(const options& opts) {
              "Servers pinned to CPU{}; tether runs line_codec with tcp_keepalive, user_timeout, heartbeat and\n"
              "idle_reaper active (bounds beyond the run). Ratios are medians of per-round ratios.\n",
              server_cpu);
-  const std::string flood = fmt::format("{} connections, one message in flight each", opts.connections);
-  const std::vector<scenario> scenarios{
-      {"1 connection ping-pong, same core (client and server on CPU1)", 1, false},
-      {"1 connection ping-pong, cross core (client CPU0, server CPU1)", 0, false},
-      {flood + ", cross core (client CPU0, server CPU1)", 0, true},
-      {flood + ", same core (client and server on CPU1)", 1, true},
-  };
-  for (const auto& what : scenarios) {
+  for (const auto& what : bench::echo::four_loads(opts.connections)) {
     if (bench::interrupted())
       break;
     run_scenario(what, opts, servers);

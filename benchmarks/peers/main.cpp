@@ -16,6 +16,7 @@
 //   tether_bench_peers [--quick] [--rounds 5] [--duration 2s] [--connections 100] [--idle-connections 10000]
 //   tether_bench_peers serve      (tether's echo server, used by the driver)
 #include "../echo/clients.hpp"
+#include "../echo/loads.hpp"
 #include "../echo/servers.hpp"
 
 #include "../support/flags.hpp"
@@ -42,10 +43,12 @@
 namespace {
 
 using namespace std::chrono_literals;
-using bench::child_process;
+using bench::echo::goal_text;
+using bench::echo::running_server;
+using bench::echo::server_cpu;
 
-constexpr int server_cpu = 1;
-constexpr int idle_client_cpu = 0;
+// Where the warm-up flood and the idle connections come from: the core the server is not on.
+constexpr int other_cpu = 0;
 
 struct options {
   std::size_t rounds = 5;
@@ -79,31 +82,10 @@ std::vector<peer> peers() {
   return all;
 }
 
-struct running_server {
-  child_process process;
-  std::uint16_t port;
-};
+// The JVM takes a while to start.
+running_server start_server(const peer& which) { return bench::echo::start_server(which.command, 30s); }
 
-running_server start_server(const peer& which) {
-  child_process process{which.command, server_cpu};
-  const auto line = process.expect("port ", 30s);
-  if (!line)
-    throw std::runtime_error{"the " + which.name + " echo server did not start"};
-  const auto port = bench::parse_integer<std::uint16_t>(line->substr(5));
-  if (!port)
-    throw std::runtime_error{"the " + which.name + " echo server announced a bad port: " + *line};
-  return {std::move(process), *port};
-}
-
-struct scenario {
-  std::string title;
-  int client_cpu;
-  bool many_connections;
-};
-
-std::string goal_text(bool met) { return met ? "met" : "NOT met"; }
-
-void run_echo_scenario(const scenario& what, const options& opts, const std::vector<peer>& servers_in_order,
+void run_echo_scenario(const bench::echo::load& what, const options& opts, const std::vector<peer>& servers_in_order,
                        std::map<std::string, running_server>& servers) {
   bench::pin_to_cpu(what.client_cpu);
   std::map<std::string, std::vector<double>> rates, cpu, ratios;
@@ -111,23 +93,11 @@ void run_echo_scenario(const scenario& what, const options& opts, const std::vec
     std::map<std::string, double> this_round;
     for (std::size_t k = 0; k < servers_in_order.size(); ++k) {
       const auto& name = servers_in_order[(round + k) % servers_in_order.size()].name;
-      auto& server = servers.at(name);
-      double rate = 0;
-      double cpu_per_message = 0;
-      if (what.many_connections) {
-        const auto r = bench::echo::one_in_flight_each(server.port, server.process.pid(), opts.connections,
-                                                       opts.flood_warm_up, opts.duration);
-        rate = r.messages_per_second;
-        cpu_per_message = r.server_cpu_microseconds;
-      } else {
-        const auto r =
-            bench::echo::ping_pong(server.port, server.process.pid(), opts.warm_up_round_trips, opts.duration);
-        rate = r.round_trips_per_second;
-        cpu_per_message = r.server_cpu_microseconds;
-      }
-      this_round[name] = rate;
-      rates[name].push_back(rate);
-      cpu[name].push_back(cpu_per_message);
+      const auto s = bench::echo::measure(
+          what, servers.at(name), {opts.connections, opts.warm_up_round_trips, opts.flood_warm_up, opts.duration});
+      this_round[name] = s.throughput;
+      rates[name].push_back(s.throughput);
+      cpu[name].push_back(s.server_cpu);
     }
     for (const auto& [name, rate] : this_round)
       if (name != "tether")
@@ -152,21 +122,14 @@ void run_echo(const options& opts, const std::vector<peer>& available) {
   for (const auto& which : available)
     servers.emplace(which.name, start_server(which));
   // The JVM interprets before it compiles: every server gets the same flood first, so that all are measured warm.
-  bench::pin_to_cpu(idle_client_cpu);
+  bench::pin_to_cpu(other_cpu);
   for (const auto& which : available)
     bench::echo::one_in_flight_each(servers.at(which.name).port, servers.at(which.name).process.pid(),
                                     opts.connections, 0ms, opts.warm_up);
   fmt::print("Echo: 64-byte newline-terminated messages over loopback, TCP_NODELAY on both ends, servers pinned to "
              "CPU{},\nafter {} ms of warm-up flood each. tether/it is the median of per-round throughput ratios.\n",
              server_cpu, opts.warm_up.count());
-  const std::string flood = fmt::format("{} connections, one message in flight each", opts.connections);
-  const std::vector<scenario> scenarios{
-      {"1 connection ping-pong, same core (client and server on CPU1)", 1, false},
-      {"1 connection ping-pong, cross core (client CPU0, server CPU1)", 0, false},
-      {flood + ", cross core (client CPU0, server CPU1)", 0, true},
-      {flood + ", same core (client and server on CPU1)", 1, true},
-  };
-  for (const auto& what : scenarios) {
+  for (const auto& what : bench::echo::four_loads(opts.connections)) {
     if (bench::interrupted())
       break;
     run_echo_scenario(what, opts, available, servers);
@@ -229,7 +192,7 @@ double resident_bytes_per_idle_connection(const peer& which, std::size_t count) 
 }
 
 void run_idle_memory(const options& opts, const std::vector<peer>& available) {
-  bench::pin_to_cpu(idle_client_cpu);
+  bench::pin_to_cpu(other_cpu);
   std::map<std::string, std::vector<double>> per_connection, ratios;
   for (std::size_t round = 0; round < opts.memory_rounds && !bench::interrupted(); ++round) {
     std::map<std::string, double> this_round;
